@@ -70,7 +70,7 @@ def psql(host) -> Psql:
     return Psql(host)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def active_api_login(host) -> dict[str, str]:
     """Environment database -> the API login role that currently holds LOGIN."""
     out = host.check_output(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 
@@ -97,3 +98,8 @@ def test_public_has_no_connect_and_no_create_on_public(psql, environments):
 
 def test_only_superuser_is_postgres(psql):
     assert psql.value("SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolsuper") == "postgres"
+
+
+def test_major_version_is_the_one_asked_for(psql):
+    expected = os.environ.get("DW_EXPECTED_PG_MAJOR", "15")
+    assert psql.value("SELECT current_setting('server_version_num')::int / 10000") == expected
