@@ -1,0 +1,116 @@
+"""The API units, their env files, and the simulator timer, exercised over real HTTP in the host."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import uuid
+from datetime import datetime, timezone
+
+
+def _record(symbol: str) -> dict:
+    return {"symbol": symbol, "ts": datetime.now(timezone.utc).isoformat(), "open": "101.25",
+            "high": "102.5", "low": "100.75", "close": "101.9", "volume": 1200, "vwap": "101.6"}
+
+
+def _post(host, port: int, body: str, api_key: str | None):
+    auth = f"-H {shlex.quote('X-API-Key: ' + api_key)} " if api_key else ""
+    out = host.check_output(
+        f"curl -s -o /tmp/body -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' {auth}"
+        f"--data-binary {shlex.quote(body)} http://127.0.0.1:{port}/ingest/market-data/; echo; cat /tmp/body")
+    status, _, payload = out.partition("\n")
+    return int(status), payload
+
+
+def _api_key(vault, env) -> str:
+    key = vault["vault_ingest_api_keys"][env.name]
+    return key if isinstance(key, str) else key[0]
+
+
+def test_units_enabled_and_active(host, environments):
+    for env in environments:
+        for unit in (f"dw-api-{env.name}.socket", f"dw-api-{env.name}.service"):
+            service = host.service(unit)
+            assert service.is_enabled, unit
+            assert service.is_running, unit
+
+
+def test_listen_on_configured_address_only(host, environments):
+    listeners = host.check_output("ss -ltnH | awk '{print $4}'").split()
+    for env in environments:
+        on_port = [addr for addr in listeners if addr.rsplit(":", 1)[1] == str(env.api_port)]
+        assert on_port == [f"127.0.0.1:{env.api_port}"], on_port
+
+
+def test_ready_reports_environment_and_database(host, environments):
+    for env in environments:
+        body = json.loads(host.check_output(f"curl -sf http://127.0.0.1:{env.api_port}/ready"))
+        assert body["environment"] == env.environment
+        assert body["database"] == env.database
+
+
+def test_env_files_are_private_to_the_service_group(host, environments):
+    for env in environments:
+        env_file = host.file(f"/etc/dw-ingest/{env.name}.env")
+        assert env_file.mode == 0o640
+        assert env_file.user == "root" and env_file.group == "dw-api"
+        assert f"ENVIRONMENT={env.environment}" in env_file.content_string
+
+
+def test_record_lands_in_its_own_environment_only(host, psql, environments, vault):
+    for env in environments:
+        symbol = "E" + uuid.uuid4().hex[:6].upper()
+        status, payload = _post(host, env.api_port, json.dumps(_record(symbol)), _api_key(vault, env))
+        assert status == 200, payload
+        assert json.loads(payload) == {"status": "success"}
+        for other in environments:
+            count = psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", other.database)
+            assert count == ("1" if other.database == env.database else "0"), (env.name, other.name)
+
+
+def test_ingest_requires_the_api_key(host, environments):
+    env = environments[0]
+    status, _ = _post(host, env.api_port, json.dumps(_record("NOKEY")), None)
+    assert status == 401
+
+
+def test_bad_record_gets_422_and_adds_no_row(host, psql, environments, vault):
+    env = environments[1]
+    symbol = "B" + uuid.uuid4().hex[:6].upper()
+    bad = _record(symbol) | {"low": "105"}  # low above open/close/high
+    status, payload = _post(host, env.api_port, json.dumps(bad), _api_key(vault, env))
+    assert status == 422
+    assert any("low" in map(str, err["loc"]) for err in json.loads(payload)["detail"])
+    assert psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", env.database) == "0"
+
+
+def test_simulator_run_adds_four_to_eight_rows_to_dev(host, psql):
+    before = int(psql.value("SELECT count(*) FROM staging.market_data", "cosc471_dev"))
+    result = host.run("systemctl start market-data-simulator.service")
+    assert result.rc == 0, host.check_output("journalctl -u market-data-simulator -n 20 --no-pager")
+    added = int(psql.value("SELECT count(*) FROM staging.market_data", "cosc471_dev")) - before
+    assert 4 <= added <= 8
+
+
+def test_simulator_timer_is_scheduled_within_fifteen_minutes(host):
+    assert host.service("market-data-simulator.timer").is_enabled
+    next_usec = host.check_output("systemctl show -P NextElapseUSecRealtime --timestamp=unix market-data-simulator.timer")
+    next_at = int(next_usec.lstrip("@"))
+    # 15 minutes of period plus the timer's randomised delay (60 s).
+    assert 0 < next_at - time.time() <= 15 * 60 + 60
+
+
+def test_killed_api_is_restarted_and_ready_within_fifteen_seconds(host, environments):
+    env = environments[2]
+    unit = f"dw-api-{env.name}.service"
+    old_pid = host.check_output(f"systemctl show -P MainPID {unit}")
+    host.check_output(f"kill -9 {old_pid}")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        new_pid = host.check_output(f"systemctl show -P MainPID {unit}")
+        ready = host.run(f"curl -sf http://127.0.0.1:{env.api_port}/ready")
+        if new_pid not in ("0", old_pid) and ready.rc == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{unit} was not ready again within 15 s of kill -9")
