@@ -1,0 +1,137 @@
+"""Password rotation under load: zero failed requests, zero lost records, no secret in any output.
+
+Runs last in the module order on purpose: it rotates every environment to new passwords (blue to
+green), checks, then rotates back to the vault's passwords (green to blue), so both directions are
+proven and the host ends as the vault describes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PROJECT
+
+LOAD_DIR = "/run/rotation-load"
+
+
+def _rotate(passwords: dict[str, str], tmp_path: Path, tag: str) -> str:
+    extra = tmp_path / f"rotate-{tag}.yml"
+    extra.write_text(yaml.safe_dump({"vault_postgresql_api_passwords": passwords}))
+    extra.chmod(0o600)
+    env = os.environ | {
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories" / "local" / "vault-password.txt"),
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    result = subprocess.run(
+        ["ansible-playbook", "-vvv", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(PROJECT / "playbooks" / "rotate-passwords.yml"), "-e", f"@{extra}"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    extra.unlink()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def _start_load(host, environments, vault) -> None:
+    targets = [{"name": e.name, "port": e.api_port, "key": _key(vault, e)} for e in environments]
+    host.check_output(f"rm -rf {LOAD_DIR} && install -d -m 0700 {LOAD_DIR}")
+    host.check_output(f"cat > {LOAD_DIR}/targets.json && chmod 0600 {LOAD_DIR}/targets.json <<'EOF'\n"
+                      f"{json.dumps(targets)}\nEOF")
+    load_py = (Path(__file__).parent.parent / "files" / "load.py").read_text()
+    host.check_output(f"cat > {LOAD_DIR}/load.py <<'EOF'\n{load_py}\nEOF")
+    host.check_output(f"systemd-run --unit=rotation-load --collect python3 {LOAD_DIR}/load.py")
+    for _ in range(50):
+        if host.file(f"{LOAD_DIR}/started").exists:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the load generator did not start")
+
+
+def _stop_load(host) -> dict:
+    host.check_output(f"touch {LOAD_DIR}/stop")
+    for _ in range(150):
+        if host.file(f"{LOAD_DIR}/result.json").exists:
+            return json.loads(host.file(f"{LOAD_DIR}/result.json").content_string)
+        time.sleep(0.2)
+    raise AssertionError("the load generator did not finish")
+
+
+def _key(vault, env) -> str:
+    key = vault["vault_ingest_api_keys"][env.name]
+    return key if isinstance(key, str) else key[0]
+
+
+def _can_login(psql, role: str, password: str, database: str) -> bool:
+    return psql.run("SELECT 1", database, user=role, password=password).rc == 0
+
+
+@pytest.fixture()
+def journal_cursor(host) -> str:
+    return host.check_output("journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'")
+
+
+def test_rotation_under_load_loses_nothing_and_leaks_nothing(host, psql, environments, vault, tmp_path,
+                                                             journal_cursor):
+    old = vault["vault_postgresql_api_passwords"]
+    new = {e.name: secrets.token_urlsafe(24) for e in environments}
+    before = {e.name: int(psql.value("SELECT count(*) FROM staging.market_data WHERE symbol = "
+                                     f"'ROT{e.name.upper()}'", e.database)) for e in environments}
+    old_logins = {e.name: psql.value(
+        f"SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname ~ '^{e.database}_api_'") for e in environments}
+
+    _start_load(host, environments, vault)
+    time.sleep(2)
+    outputs = [_rotate(new, tmp_path, "new")]
+    time.sleep(2)
+    result = _stop_load(host)
+
+    for env in environments:
+        stats = result[env.name]
+        assert stats["failures"] == [], (env.name, stats["failures"][:5])
+        assert stats["acked"] > 0
+        stored = int(psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = 'ROT{env.name.upper()}'",
+                                env.database)) - before[env.name]
+        assert stored == stats["acked"], (env.name, stored, stats)
+
+        new_login = psql.value(f"SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname ~ '^{env.database}_api_'")
+        assert new_login != old_logins[env.name]
+        assert _can_login(psql, new_login, new[env.name], env.database)
+        assert not _can_login(psql, old_logins[env.name], old[env.name], env.database)
+        assert not _can_login(psql, new_login, old[env.name], env.database)
+
+    # Rerun with the same secrets: nothing to do.
+    again = _rotate(new, tmp_path, "again")
+    assert "changed=0" in again.split("PLAY RECAP")[-1]
+    outputs.append(again)
+
+    # And back to the vault's passwords, through the other colour.
+    outputs.append(_rotate(old, tmp_path, "back"))
+    for env in environments:
+        login = psql.value(f"SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname ~ '^{env.database}_api_'")
+        assert login == old_logins[env.name]
+        assert _can_login(psql, login, old[env.name], env.database)
+        assert host.run(f"curl -sf http://127.0.0.1:{env.api_port}/ready").rc == 0
+
+    journal = host.check_output(f"journalctl --after-cursor '{journal_cursor}' --no-pager -o cat")
+    everything = "\n".join(outputs) + journal
+    for secret in list(old.values()) + list(new.values()):
+        assert secret not in everything
+
+
+def test_every_vault_file_in_git_is_encrypted():
+    files = subprocess.run(["git", "ls-files", "*vault.yml"], cwd=PROJECT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert files, "no vault.yml tracked"
+    for name in files:
+        assert (PROJECT / name).read_text().startswith("$ANSIBLE_VAULT;"), name
