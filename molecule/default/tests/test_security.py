@@ -1,0 +1,77 @@
+"""Security, measured: unit exposure scores, the sandbox actually applied, file modes, refusals."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from conftest import PROJECT
+
+MAX_EXPOSURE = 2.0
+
+
+def _project_units(host) -> list[str]:
+    out = host.check_output(
+        "systemctl list-unit-files --no-legend --plain 'dw-api-*.service' 'market-data-simulator.service' "
+        "'pgbackrest*.service' | awk '{print $1}'")
+    # Templates (name@.service) are scored through their instances, not on their own.
+    return sorted(u for u in out.split() if not u.endswith("@.service"))
+
+
+def test_every_project_unit_scores_low_exposure(host, environments):
+    units = _project_units(host)
+    assert {f"dw-api-{e.name}.service" for e in environments} | {"market-data-simulator.service"} <= set(units)
+    scores = {}
+    for unit in units:
+        out = host.check_output(f"systemd-analyze security --no-pager {unit}")
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+        assert match, out[-500:]
+        scores[unit] = float(match.group(1))
+    print("exposure scores:", scores)
+    assert all(score <= MAX_EXPOSURE for score in scores.values()), scores
+
+
+def test_sandbox_is_applied_to_the_running_api(host, environments):
+    # The container has CAP_SYS_ADMIN, as a real host's systemd does, so namespaces are real:
+    # the API sees / read-only and its own /tmp, and has no capabilities at all.
+    pid = host.check_output(f"systemctl show -P MainPID dw-api-{environments[0].name}.service")
+    assert pid != "0"
+    mounts = host.check_output(f"cat /proc/{pid}/mountinfo")
+    root_options = next(line.split()[5] for line in mounts.splitlines() if line.split()[4] == "/")
+    assert root_options.split(",")[0] == "ro", root_options
+    assert any(line.split()[4] == "/tmp" for line in mounts.splitlines()), "no private /tmp"
+    status = host.check_output(f"cat /proc/{pid}/status")
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), status
+    assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+    assert re.search(r"^Seccomp:\s+2$", status, re.M)
+    assert host.check_output(f"stat -c %U /proc/{pid}") == "dw-api"
+
+
+def test_file_modes(host, environments):
+    data_dir = host.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW data_directory'")
+    assert host.file(data_dir).mode == 0o700
+    assert host.file(data_dir).user == "postgres"
+    for env in environments:
+        env_file = host.file(f"/etc/dw-ingest/{env.name}.env")
+        assert (env_file.mode, env_file.user, env_file.group) == (0o640, "root", "dw-api")
+    assert host.file("/etc/dw-ingest").mode == 0o750
+    conf = host.file("/etc/pgbackrest/pgbackrest.conf")
+    if conf.exists:
+        assert (conf.mode, conf.user) == (0o640, "postgres")
+
+
+def test_opening_the_api_without_keys_is_refused():
+    env = os.environ | {
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories" / "local" / "vault-password.txt"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    result = subprocess.run(
+        ["ansible-playbook", "--check", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(PROJECT / "playbooks" / "app.yml"), "-e", "ingest_api_bind_address=0.0.0.0",
+         "-e", '{"ingest_api_keys": {}}'],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "ingest_api_keys.prod must be set" in result.stdout
