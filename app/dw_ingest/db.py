@@ -1,0 +1,167 @@
+"""The connection pool and the two writes: one record, or a batch in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from .config import Settings
+from .metrics import DB_SECONDS
+from .models import MarketRecord
+
+log = logging.getLogger("dw_ingest.db")
+
+_COLUMNS = "symbol, ts, open, high, low, close, volume, vwap"
+
+# ON CONFLICT policies. "ignore" keeps the first version of a bar; "update" lets a correction feed
+# overwrite it, but only when something differs, so an exact re-send changes nothing.
+_ON_CONFLICT = {
+    "ignore": "ON CONFLICT (symbol, ts) DO NOTHING",
+    "update": (
+        "ON CONFLICT (symbol, ts) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, "
+        "close = EXCLUDED.close, volume = EXCLUDED.volume, vwap = EXCLUDED.vwap, ingested_at = clock_timestamp() "
+        "WHERE (m.open, m.high, m.low, m.close, m.volume, m.vwap) IS DISTINCT FROM "
+        "(EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume, EXCLUDED.vwap)"
+    ),
+}
+
+# xmax = 0 marks a freshly inserted row (an updated one carries the updating transaction's id).
+_INSERT_ONE = (
+    f"INSERT INTO staging.market_data AS m ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {{conflict}} "
+    "RETURNING (xmax = 0) AS inserted"
+)
+_INSERT_MANY = (
+    f"WITH written AS (INSERT INTO staging.market_data AS m ({_COLUMNS}) "
+    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::numeric[], $5::numeric[], "
+    "$6::numeric[], $7::bigint[], $8::numeric[]) {conflict} RETURNING (xmax = 0) AS inserted) "
+    "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
+    "FROM written"
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or refuses work right now; the client should retry."""
+
+
+# Errors that mean "not now" rather than "bad request": connection lost or refused, server
+# starting or shutting down, too many connections, or a timeout.
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.InvalidPasswordError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    received: int
+    inserted: int
+    updated: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+class Database:
+    """One asyncpg pool, created lazily so the service starts (and reports not ready) without a database."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+        conflict = _ON_CONFLICT[settings.conflict_policy]
+        self._insert_one = _INSERT_ONE.format(conflict=conflict)
+        self._insert_many = _INSERT_MANY.format(conflict=conflict)
+
+    @property
+    def name(self) -> str:
+        return self._settings.database.database
+
+    def pool_in_use(self) -> int:
+        pool = self._pool
+        if pool is None:
+            return 0
+        return pool.get_size() - pool.get_idle_size()
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._settings.database.dsn,
+                        min_size=self._settings.pool_min,
+                        max_size=self._settings.pool_max,
+                        command_timeout=self._settings.db_command_timeout,
+                        timeout=self._settings.ready_timeout * 2,
+                        max_inactive_connection_lifetime=300,
+                        server_settings={"application_name": f"dw-ingest-{self._settings.environment}"},
+                    )
+                except _UNAVAILABLE as exc:
+                    raise DatabaseUnavailable(_describe(exc)) from None
+                log.info("connected to %s", self._settings.database.masked)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self, bound: float) -> None:
+        try:
+            pool = await asyncio.wait_for(self._get_pool(), bound)
+            async with asyncio.timeout(bound), pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except DatabaseUnavailable:
+            raise
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(_describe(exc)) from None
+
+    async def write_one(self, record: MarketRecord) -> WriteResult:
+        started = time.perf_counter()
+        try:
+            pool = await self._get_pool()
+            async with pool.acquire() as conn:
+                inserted = await conn.fetchval(self._insert_one, *record.as_row())
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(_describe(exc)) from None
+        finally:
+            DB_SECONDS.labels(operation="insert_one").observe(time.perf_counter() - started)
+        # No row back: the conflict policy kept the existing row unchanged.
+        return WriteResult(received=1, inserted=1 if inserted else 0, updated=1 if inserted is False else 0)
+
+    async def write_many(self, records: Sequence[MarketRecord]) -> WriteResult:
+        rows = records
+        if self._settings.conflict_policy == "update":
+            # One statement may not update the same row twice: the last version of a bar wins.
+            rows = list({(r.symbol, r.ts): r for r in records}.values())
+        columns = list(zip(*(r.as_row() for r in rows), strict=True))
+        started = time.perf_counter()
+        try:
+            pool = await self._get_pool()
+            async with pool.acquire() as conn:
+                result = await conn.fetchrow(self._insert_many, *columns)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(_describe(exc)) from None
+        finally:
+            DB_SECONDS.labels(operation="insert_many").observe(time.perf_counter() - started)
+        return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().rstrip(":")
