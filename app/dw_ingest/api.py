@@ -61,25 +61,46 @@ def decode_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecordErrors([{"type": "json_invalid", "loc": ["body", exc.start], "msg": "Body is not valid UTF-8",
-                             "input": None}]) from None
+        raise RecordErrors(
+            [{"type": "json_invalid", "loc": ["body", exc.start], "msg": "Body is not valid UTF-8", "input": None}]
+        ) from None
     try:
         return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise RecordErrors([{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
-                             "input": None}]) from None
+        raise RecordErrors(
+            [{"type": "json_invalid", "loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}", "input": None}]
+        ) from None
     except (ValueError, RecursionError) as exc:
-        raise RecordErrors([{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}",
-                             "input": None}]) from None
+        raise RecordErrors(
+            [{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {exc}", "input": None}]
+        ) from None
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class OneLineErrors(logging.Filter):
+    """asyncpg logs a full traceback on every reconnect attempt while the database is down;
+    one line with the exception is what an operator reading the journal needs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("asyncpg") and record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def configure_logging(level: str) -> None:
     """Plain lines on stdout for journald; also in worker processes, which start afresh."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stdout)
+    # On the handlers: a logger's own filters do not see records of its children (asyncpg.pool).
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, OneLineErrors) for f in handler.filters):
+            handler.addFilter(OneLineErrors())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -90,9 +111,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        app_log.info("dw_ingest starting: environment=%s database=%s conflict_policy=%s keys=%s",
-                     settings.environment, settings.database.masked, settings.conflict_policy,
-                     "required" if keys else "off")
+        app_log.info(
+            "dw_ingest starting: environment=%s database=%s conflict_policy=%s keys=%s",
+            settings.environment,
+            settings.database.masked,
+            settings.conflict_policy,
+            "required" if keys else "off",
+        )
         try:
             await database.ping(settings.ready_timeout)
         except DatabaseUnavailable as exc:
@@ -101,8 +126,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await database.close()
 
-    app = FastAPI(title="dw-platform ingestion API", version="1.0.0", lifespan=lifespan,
-                  default_response_class=JSONBody, redirect_slashes=False)
+    app = FastAPI(
+        title="dw-platform ingestion API",
+        version="1.0.0",
+        lifespan=lifespan,
+        default_response_class=JSONBody,
+        redirect_slashes=False,
+    )
     app.state.settings = settings
     app.state.database = database
     POOL_IN_USE.set_function(database.pool_in_use)
@@ -137,8 +167,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     record_schema = MarketRecord.model_json_schema()
     single_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": record_schema}}}}
-    batch_body = {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"type": "array", "items": record_schema, "minItems": 1, "maxItems": settings.max_batch_records}}}}}
+    batch_body = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "items": record_schema,
+                        "minItems": 1,
+                        "maxItems": settings.max_batch_records,
+                    }
+                }
+            },
+        }
+    }
     error_responses: dict[int | str, dict[str, Any]] = {
         401: {"description": "Missing or wrong API key"},
         413: {"description": "Body too large"},
@@ -156,9 +199,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "success"}
 
     for path, in_schema in ((INGEST_PATH, True), (INGEST_PATH.rstrip("/"), False)):
-        app.add_api_route(path, ingest_one, methods=["POST"], include_in_schema=in_schema,
-                          summary="Ingest one market-data record", openapi_extra=single_body,
-                          responses=error_responses, operation_id=None if in_schema else "ingest_one_no_slash")
+        app.add_api_route(
+            path,
+            ingest_one,
+            methods=["POST"],
+            include_in_schema=in_schema,
+            summary="Ingest one market-data record",
+            openapi_extra=single_body,
+            responses=error_responses,
+            operation_id=None if in_schema else "ingest_one_no_slash",
+        )
 
     async def ingest_batch(request: Request) -> dict[str, Any]:
         authorize(request)
@@ -166,27 +216,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         result = await database.write_many(records)
         _count(result)
         request.state.records = result
-        return {"status": "success", "received": result.received, "inserted": result.inserted,
-                "duplicates": result.duplicates}
+        return {
+            "status": "success",
+            "received": result.received,
+            "inserted": result.inserted,
+            "duplicates": result.duplicates,
+        }
 
     for path, in_schema in ((BATCH_PATH, True), (BATCH_PATH + "/", False)):
-        app.add_api_route(path, ingest_batch, methods=["POST"], include_in_schema=in_schema,
-                          summary="Ingest a batch of records in one transaction", openapi_extra=batch_body,
-                          responses=error_responses, operation_id=None if in_schema else "ingest_batch_slash")
+        app.add_api_route(
+            path,
+            ingest_batch,
+            methods=["POST"],
+            include_in_schema=in_schema,
+            summary="Ingest a batch of records in one transaction",
+            openapi_extra=batch_body,
+            responses=error_responses,
+            operation_id=None if in_schema else "ingest_batch_slash",
+        )
 
     @app.get("/health", summary="The process is alive (does not touch the database)")
     async def health() -> dict[str, str]:
         return {"status": "ok", "environment": settings.environment}
 
-    @app.get("/ready", summary="The database answers within the configured bound",
-             responses={503: {"description": "Not ready"}})
+    @app.get(
+        "/ready",
+        summary="The database answers within the configured bound",
+        responses={503: {"description": "Not ready"}},
+    )
     async def ready() -> Response:
         body = {"environment": settings.environment, "database": database.name}
         try:
             await database.ping(settings.ready_timeout)
         except DatabaseUnavailable as exc:
-            return JSONBody({"status": "unavailable", **body, "reason": str(exc)[:200]}, status_code=503,
-                                  headers={"Retry-After": str(settings.retry_after_seconds)})
+            return JSONBody(
+                {"status": "unavailable", **body, "reason": str(exc)[:200]},
+                status_code=503,
+                headers={"Retry-After": str(settings.retry_after_seconds)},
+            )
         return JSONBody({"status": "ready", **body})
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
@@ -201,13 +268,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DatabaseUnavailable)
     async def on_database_unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
         app_log.warning("database unavailable: %s", exc)
-        return JSONBody({"detail": "database unavailable, retry later"}, status_code=503,
-                              headers={"Retry-After": str(settings.retry_after_seconds)})
+        return JSONBody(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        )
 
     @app.exception_handler(Unauthorized)
     async def on_unauthorized(request: Request, exc: Unauthorized) -> Response:
-        return JSONBody({"detail": "missing or invalid API key (Authorization: Bearer <key> or X-API-Key)"},
-                              status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return JSONBody(
+            {"detail": "missing or invalid API key (Authorization: Bearer <key> or X-API-Key)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(BodyTooLarge)
     async def on_too_large(request: Request, exc: BodyTooLarge) -> Response:
@@ -263,9 +336,16 @@ class AccessLog:
             app_log.exception("unhandled error, request_id=%s", request_id)
             if not response_started:
                 body = json.dumps({"detail": "internal error", "request_id": request_id}).encode()
-                await send_with_id({"type": "http.response.start", "status": 500,
-                                    "headers": [(b"content-type", b"application/json"),
-                                                (b"content-length", str(len(body)).encode())]})
+                await send_with_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
@@ -273,7 +353,17 @@ class AccessLog:
             route_path = getattr(route, "path", "unmatched")
             REQUESTS.labels(route=route_path, method=scope["method"], status=str(status)).inc()
             records = scope["state"].get("records")
-            counts = (f" received={records.received} inserted={records.inserted} duplicates={records.duplicates}"
-                      if records else "")
-            log.info("request_id=%s method=%s path=%s status=%d latency_ms=%.2f%s", request_id, scope["method"],
-                     scope["path"], status, elapsed_ms, counts)
+            counts = (
+                f" received={records.received} inserted={records.inserted} duplicates={records.duplicates}"
+                if records
+                else ""
+            )
+            log.info(
+                "request_id=%s method=%s path=%s status=%d latency_ms=%.2f%s",
+                request_id,
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed_ms,
+                counts,
+            )

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-REQUESTS = Counter("dw_ingest_requests_total", "HTTP requests by route, method and status",
-                   ["route", "method", "status"])
+REQUESTS = Counter(
+    "dw_ingest_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"]
+)
 RECORDS = Counter("dw_ingest_records_total", "Records by outcome", ["outcome"])
-DB_SECONDS = Histogram("dw_ingest_db_seconds", "Time spent in database writes", ["operation"],
-                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+DB_SECONDS = Histogram(
+    "dw_ingest_db_seconds",
+    "Time spent in database writes",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 POOL_IN_USE = Gauge("dw_ingest_pool_connections_in_use", "Database connections checked out of the pool")

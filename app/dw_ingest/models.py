@@ -59,30 +59,45 @@ class RecordErrors(Exception):
 def validate_record(data: Any, loc_prefix: tuple[Any, ...] = ("body",)) -> MarketRecord:
     """Validate one decoded JSON value; raise RecordErrors naming every bad field."""
     if not isinstance(data, dict):
-        raise RecordErrors([{"type": "model_attributes_type", "loc": list(loc_prefix),
-                             "msg": "Input should be a JSON object", "input": _jsonable(data)}])
+        raise RecordErrors(
+            [
+                {
+                    "type": "model_attributes_type",
+                    "loc": list(loc_prefix),
+                    "msg": "Input should be a JSON object",
+                    "input": _jsonable(data),
+                }
+            ]
+        )
     try:
         record = MarketRecord.model_validate(data)
     except ValidationError as exc:
         raise RecordErrors(_from_pydantic(exc, loc_prefix)) from None
     problems = record.consistency_errors()
     if problems:
-        raise RecordErrors([{**p, "loc": [*loc_prefix, *p["loc"]], "input": _jsonable(p["input"])}
-                            for p in problems])
+        raise RecordErrors([{**p, "loc": [*loc_prefix, *p["loc"]], "input": _jsonable(p["input"])} for p in problems])
     return record
 
 
 def validate_batch(data: Any, max_records: int) -> list[MarketRecord]:
     """All-or-nothing: every bad record and field is listed, with its index."""
     if not isinstance(data, list):
-        raise RecordErrors([{"type": "list_type", "loc": ["body"], "msg": "Input should be a JSON array of records",
-                             "input": None}])
+        raise RecordErrors(
+            [{"type": "list_type", "loc": ["body"], "msg": "Input should be a JSON array of records", "input": None}]
+        )
     if not data:
         raise RecordErrors([{"type": "too_short", "loc": ["body"], "msg": "The batch holds no record", "input": []}])
     if len(data) > max_records:
-        raise RecordErrors([{"type": "too_long", "loc": ["body"],
-                             "msg": f"A batch holds at most {max_records} records, not {len(data)}",
-                             "input": None}])
+        raise RecordErrors(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ["body"],
+                    "msg": f"A batch holds at most {max_records} records, not {len(data)}",
+                    "input": None,
+                }
+            ]
+        )
     records: list[MarketRecord] = []
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(data):

@@ -23,8 +23,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8001/ingest/market-data/"
 DEFAULT_SYMBOLS = ("AAPL", "TSLA", "BTCUSD", "XOM", "GLD", "SPY", "MSFT", "NVDA")
 # Rough price levels, so records look like their instruments.
-PRICE_LEVELS = {"AAPL": 190, "TSLA": 240, "BTCUSD": 64000, "XOM": 110, "GLD": 215, "SPY": 520, "MSFT": 420,
-                "NVDA": 900}
+PRICE_LEVELS = {"AAPL": 190, "TSLA": 240, "BTCUSD": 64000, "XOM": 110, "GLD": 215, "SPY": 520, "MSFT": 420, "NVDA": 900}
 CENT = Decimal("0.01")
 
 
@@ -36,8 +35,16 @@ def make_record(symbol: str, ts: datetime, rng: random.Random) -> dict[str, obje
     high = (max(open_, close) * Decimal(1 + abs(rng.gauss(0, 0.002)))).quantize(CENT, ROUND_CEILING)
     low = (min(open_, close) * Decimal(1 - abs(rng.gauss(0, 0.002)))).quantize(CENT, ROUND_FLOOR)
     vwap = (low + (high - low) * Decimal(rng.random())).quantize(CENT, ROUND_FLOOR)
-    return {"symbol": symbol, "ts": ts.isoformat(), "open": str(open_), "high": str(high), "low": str(low),
-            "close": str(close), "volume": rng.randint(100, 50_000), "vwap": str(max(low, min(vwap, high)))}
+    return {
+        "symbol": symbol,
+        "ts": ts.isoformat(),
+        "open": str(open_),
+        "high": str(high),
+        "low": str(low),
+        "close": str(close),
+        "volume": rng.randint(100, 50_000),
+        "vwap": str(max(low, min(vwap, high))),
+    }
 
 
 def make_records(count: int, symbols: Sequence[str], rng: random.Random, now: datetime | None = None) -> list[dict]:
@@ -56,8 +63,11 @@ def send(client: httpx.Client, url: str, record: dict, attempts: int = 5, backof
             if response.status_code == 200:
                 return True
             if response.status_code < 500:
-                print(f"simulator: {record['symbol']} {record['ts']} rejected: {response.status_code} "
-                      f"{response.text[:300]}", file=sys.stderr)
+                print(
+                    f"simulator: {record['symbol']} {record['ts']} rejected: {response.status_code} "
+                    f"{response.text[:300]}",
+                    file=sys.stderr,
+                )
                 return False
             reason = f"HTTP {response.status_code}"
         if attempt + 1 < attempts:

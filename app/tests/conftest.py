@@ -45,6 +45,10 @@ class Server:
     def count(self, where: str = "true") -> int:
         return int(self.cluster.psql(f"SELECT count(*) FROM staging.market_data WHERE {where}", self.database))
 
+    def count_symbol(self, symbol: str) -> int:
+        literal = "'" + symbol.replace("'", "''") + "'"
+        return self.count(f"symbol = {literal}")
+
     def log(self) -> str:
         return self.log_path.read_text()
 
@@ -56,8 +60,14 @@ class Server:
             self.process.kill()
 
 
-def start_server(cluster: PgCluster, tmp_dir: Path, *, database: str | None = None, extra_env: dict | None = None,
-                 create: bool = True) -> Server:
+def start_server(
+    cluster: PgCluster,
+    tmp_dir: Path,
+    *,
+    database: str | None = None,
+    extra_env: dict | None = None,
+    create: bool = True,
+) -> Server:
     database = database or "t_" + uuid.uuid4().hex[:10]
     if create:
         cluster.create_database(database)
@@ -76,8 +86,9 @@ def start_server(cluster: PgCluster, tmp_dir: Path, *, database: str | None = No
         **(extra_env or {}),
     }
     log_path = tmp_dir / f"server-{port}.log"
-    process = subprocess.Popen([sys.executable, "-m", "dw_ingest"], cwd=APP_DIR, env=env,
-                               stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dw_ingest"], cwd=APP_DIR, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+    )
     server = Server(process, f"http://127.0.0.1:{port}", database, cluster, log_path)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -111,6 +122,14 @@ def unique_symbol(prefix: str = "T") -> str:
 
 
 def record(symbol: str | None = None, **overrides) -> dict:
-    base = {"symbol": symbol or unique_symbol(), "ts": "2026-11-24T14:30:00+00:00", "open": "100.5",
-            "high": "101.25", "low": "99.75", "close": "100.9", "volume": 1000, "vwap": "100.4"}
+    base = {
+        "symbol": unique_symbol() if symbol is None else symbol,
+        "ts": "2026-11-24T14:30:00+00:00",
+        "open": "100.5",
+        "high": "101.25",
+        "low": "99.75",
+        "close": "100.9",
+        "volume": 1000,
+        "vwap": "100.4",
+    }
     return base | overrides

@@ -65,16 +65,42 @@ class PgCluster:
             pw = pwd.getpwnam("postgres")
             for path in (self.root, self.socket_dir):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
-        self._as_owner([str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
-                        "--data-checksums", "-E", "UTF8", "--no-sync"])
+        self._as_owner(
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--data-checksums",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        )
         self.start()
         return self
 
     def start(self) -> None:
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=200")
-        self._as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", options, "-l",
-                        str(self.root / "server.log"), "-w", "start"])
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} "
+            "-c fsync=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._as_owner(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                options,
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "start",
+            ]
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
@@ -85,8 +111,23 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def psql(self, sql: str, database: str = "postgres", *, file: Path | None = None) -> str:
-        argv = [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                "-p", str(self.port), "-U", "postgres", "-d", database]
+        argv = [
+            str(self.bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+        ]
         if file is None:
             return self._as_owner([*argv, "-c", sql]).stdout.strip()
         # Through stdin: the postgres user may not be able to read a checkout under /root.
