@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -46,8 +47,7 @@ def _rotate(passwords: dict[str, str], tmp_path: Path, tag: str) -> str:
 def _start_load(host, environments, vault) -> None:
     targets = [{"name": e.name, "port": e.api_port, "key": _key(vault, e)} for e in environments]
     host.check_output(f"rm -rf {LOAD_DIR} && install -d -m 0700 {LOAD_DIR}")
-    host.check_output(f"cat > {LOAD_DIR}/targets.json && chmod 0600 {LOAD_DIR}/targets.json <<'EOF'\n"
-                      f"{json.dumps(targets)}\nEOF")
+    host.check_output(f"umask 077; printf '%s' {shlex.quote(json.dumps(targets))} > {LOAD_DIR}/targets.json")
     load_py = (Path(__file__).parent.parent / "files" / "load.py").read_text()
     host.check_output(f"cat > {LOAD_DIR}/load.py <<'EOF'\n{load_py}\nEOF")
     host.check_output(f"systemd-run --unit=rotation-load --collect python3 {LOAD_DIR}/load.py")

@@ -74,4 +74,4 @@ def test_opening_the_api_without_keys_is_refused():
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode != 0
-    assert "ingest_api_keys.prod must be set" in result.stdout
+    assert "ingest_api_keys.prod must be set" in result.stdout + result.stderr
