@@ -1,0 +1,500 @@
+"""Benchmark the ingestion service against PostgreSQL itself and against the design it replaces.
+
+    scripts/bench [--seconds 8] [--skip-deploy]
+
+Everything runs on this machine against one throwaway PostgreSQL cluster, in one run, so the
+ratios (API / raw single-row inserts, API batch / COPY, new / old design) hold on noisy machines.
+Writes bench/results/results.md, results.json and throughput.png, and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "app"))
+
+from tests.support.pgcluster import PgCluster, free_port  # noqa: E402 - app/ goes on the path first
+
+RESULTS = ROOT / "bench" / "results"
+CONCURRENCY = (1, 8, 32)
+API_KEY = "bench-key"
+COLUMNS = ["symbol", "ts", "open", "high", "low", "close", "volume", "vwap"]
+INSERT = (
+    "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (symbol, ts) DO NOTHING"
+)
+BASE_TS = datetime(2032, 1, 1, tzinfo=UTC)
+
+
+def row(symbol: str, n: int) -> tuple:
+    return (
+        symbol,
+        BASE_TS + timedelta(milliseconds=n),
+        Decimal("100.25"),
+        Decimal("101.5"),
+        Decimal("99.75"),
+        Decimal("100.5"),
+        n,
+        Decimal("100.4"),
+    )
+
+
+async def raw_single(dsn: str, concurrency: int, seconds: float, tag: str) -> float:
+    """asyncpg single-row INSERT ... ON CONFLICT, one connection per client, closed loop."""
+    conns = [await asyncpg.connect(dsn) for _ in range(concurrency)]
+    deadline = time.perf_counter() + seconds
+    counts = [0] * concurrency
+
+    async def client(i: int) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            await conns[i].execute(INSERT, *row(f"R{tag}{i}", n))
+            n += 1
+        counts[i] = n
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        await conn.close()
+    return sum(counts) / elapsed
+
+
+async def raw_copy(dsn: str, rows: int) -> float:
+    conn = await asyncpg.connect(dsn)
+    records = [row("COPY", n) for n in range(rows)]
+    started = time.perf_counter()
+    await conn.copy_records_to_table("market_data", schema_name="staging", columns=COLUMNS, records=records)
+    elapsed = time.perf_counter() - started
+    await conn.close()
+    return rows / elapsed
+
+
+def start(argv: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen(argv, cwd=ROOT / "app", env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{argv} did not start: {log.read_text()[-2000:]}")
+
+
+def wrk(url: str, concurrency: int, seconds: float, symbol: str) -> dict:
+    env = os.environ | {"BENCH_KEY": API_KEY, "BENCH_SYMBOL": symbol}
+    out = subprocess.run(
+        [
+            "wrk",
+            "--latency",
+            f"-t{min(2, concurrency)}",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "post_single.lua"),
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)),
+        "p99_ms": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)),
+        "errors": errors,
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+async def batch_load(url: str, seconds: float, batch: int = 1000, concurrency: int = 2) -> float:
+    """Pre-serialised 1,000-record batches over keep-alive connections: rows per second accepted."""
+    bodies = [
+        json.dumps(
+            [
+                {
+                    "symbol": f"BATCH{c}",
+                    "ts": (BASE_TS + timedelta(milliseconds=b * batch + i)).isoformat(),
+                    "open": "100.25",
+                    "high": "101.5",
+                    "low": "99.75",
+                    "close": "100.5",
+                    "volume": i,
+                    "vwap": "100.4",
+                }
+                for i in range(batch)
+            ]
+        ).encode()
+        for c in range(concurrency)
+        for b in range(400)
+    ]
+    rows = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(c: int) -> None:
+        nonlocal rows
+        async with httpx.AsyncClient(
+            headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
+            timeout=60,
+        ) as http:
+            for body in bodies[c::concurrency]:
+                if time.perf_counter() >= deadline:
+                    return
+                response = await http.post(url, content=body)
+                response.raise_for_status()
+                rows += response.json()["received"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(concurrency)))
+    return rows / (time.perf_counter() - started)
+
+
+async def open_loop(host: str, port: int, rate: float, seconds: float, connections: int = 32) -> dict:
+    """Requests sent on a fixed schedule whatever the responses do; latency counted from the
+    scheduled send time, so a slow response cannot hide the queueing it causes."""
+    total = int(rate * seconds)
+    schedule: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+    start_at = time.perf_counter() + 0.5
+    for i in range(total):
+        schedule.put_nowait((i, start_at + i / rate))
+    latencies: list[float] = []
+    failures = 0
+
+    async def connection(c: int) -> None:
+        nonlocal failures
+        reader, writer = await asyncio.open_connection(host, port)
+        while not schedule.empty():
+            i, when = schedule.get_nowait()
+            await asyncio.sleep(max(0.0, when - time.perf_counter()))
+            body = json.dumps(
+                {
+                    "symbol": "OPEN",
+                    "ts": (BASE_TS + timedelta(milliseconds=i)).isoformat(),
+                    "open": "100.25",
+                    "high": "101.5",
+                    "low": "99.75",
+                    "close": "100.5",
+                    "volume": i,
+                    "vwap": "100.4",
+                }
+            ).encode()
+            writer.write(
+                b"POST /ingest/market-data/ HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                b"X-API-Key: "
+                + API_KEY.encode()
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+            await reader.readexactly(length)
+            latencies.append((time.perf_counter() - when) * 1000)
+            if not head.startswith(b"HTTP/1.1 200"):
+                failures += 1
+        writer.close()
+
+    await asyncio.gather(*(connection(c) for c in range(connections)))
+    latencies.sort()
+    return {
+        "rate": rate,
+        "sent": total,
+        "failures": failures,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def deploy_times() -> dict:
+    """Converge a bare container through the local inventory, then rerun it (idempotent)."""
+    name = "dw-bench-deploy"
+    subprocess.run(["podman", "rm", "-f", name], capture_output=True)
+    subprocess.run(
+        [
+            "podman",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--systemd=always",
+            "--cap-add",
+            "SYS_ADMIN",
+            "localhost/dw-debian:12",
+            "/sbin/init",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            inventory = Path(tmp) / "hosts.yml"
+            groups = "".join(
+                f"    {g}:\n      hosts:\n        {name}:\n"
+                for g in (
+                    "db_servers",
+                    "api_servers",
+                    "backup_servers",
+                    "simulator_servers",
+                )
+            )
+            inventory.write_text(
+                f"all:\n  vars:\n    ansible_connection: containers.podman.podman\n  children:\n{groups}"
+            )
+            (Path(tmp) / "group_vars").symlink_to(ROOT / "inventories" / "local" / "group_vars")
+            env = os.environ | {"ANSIBLE_VAULT_PASSWORD_FILE": str(ROOT / "inventories/local/vault-password.txt")}
+            times = {}
+            for label in ("converge_s", "rerun_s"):
+                started = time.perf_counter()
+                result = subprocess.run(
+                    ["ansible-playbook", "-i", str(inventory), "site.yml"],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                times[label] = round(time.perf_counter() - started, 1)
+                if result.returncode != 0:
+                    raise RuntimeError(result.stdout[-3000:])
+                if label == "rerun_s":
+                    times["rerun_changed"] = int(re.findall(r"changed=(\d+)", result.stdout)[-1])
+            return times
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], capture_output=True)
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else 0.0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers of the service under test",
+    )
+    parser.add_argument("--skip-deploy", action="store_true")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pg = PgCluster().init()
+    results: dict = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "seconds_per_point": args.seconds,
+        "workers": args.workers,
+    }
+    try:
+        dsn = pg.create_database("bench")
+        new_port, old_port = free_port(), free_port()
+        base_env = {
+            "PATH": os.environ["PATH"],
+            "ENVIRONMENT": "testing",
+            "API_KEYS": API_KEY,
+            "LOG_LEVEL": "warning",
+            "DATABASE_URL": dsn,
+            "DB_POOL_MAX": "32",
+            "WORKERS": str(args.workers),
+        }
+        new = start(
+            [sys.executable, "-m", "dw_ingest"],
+            base_env | {"API_PORT": str(new_port)},
+            new_port,
+            RESULTS / "service.log",
+        )
+        old = start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                str(ROOT),
+                "bench.old_service:app",
+                "--port",
+                str(old_port),
+                "--log-level",
+                "warning",
+            ],
+            base_env | {"DATABASE_URL": dsn.replace("postgresql://", "postgresql+asyncpg://")},
+            old_port,
+            RESULTS / "old_service.log",
+        )
+        try:
+            results["raw_single_rps"], results["api_single"], results["old_single"] = (
+                {},
+                {},
+                {},
+            )
+            for c in CONCURRENCY:
+                results["raw_single_rps"][c] = round(await raw_single(dsn, c, args.seconds, f"C{c}"), 1)
+                results["api_single"][c] = wrk(
+                    f"http://127.0.0.1:{new_port}/ingest/market-data/",
+                    c,
+                    args.seconds,
+                    f"N{c}T",
+                )
+                results["old_single"][c] = wrk(
+                    f"http://127.0.0.1:{old_port}/ingest/market-data/",
+                    c,
+                    args.seconds,
+                    f"O{c}T",
+                )
+            results["api_peak_rss_mb"] = round(peak_rss_mb(new.pid), 1)
+            results["raw_copy_rows_per_s"] = round(await raw_copy(dsn, 100_000), 1)
+            results["api_batch_rows_per_s"] = round(
+                await batch_load(
+                    f"http://127.0.0.1:{new_port}/ingest/market-data/batch",
+                    args.seconds,
+                ),
+                1,
+            )
+            results["api_peak_rss_mb"] = max(results["api_peak_rss_mb"], round(peak_rss_mb(new.pid), 1))
+            peak = max(v["rps"] for v in results["api_single"].values())
+            results["open_loop"] = await open_loop("127.0.0.1", new_port, peak * 0.5, args.seconds)
+        finally:
+            for process in (new, old):
+                process.terminate()
+                process.wait(10)
+    finally:
+        pg.destroy()
+    if not args.skip_deploy:
+        results["deploy"] = deploy_times()
+
+    results["ratios"] = {
+        **{
+            f"api_vs_raw_single_c{c}": ratio(results["api_single"][c]["rps"], results["raw_single_rps"][c])
+            for c in CONCURRENCY
+        },
+        "api_batch_vs_copy": ratio(results["api_batch_rows_per_s"], results["raw_copy_rows_per_s"]),
+        "new_vs_old_c8": ratio(results["api_single"][8]["rps"], results["old_single"][8]["rps"]),
+    }
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results)
+    plot(results)
+    print(summary(results))
+
+
+TARGETS = {"api_vs_raw_single_c8": 0.5, "api_batch_vs_copy": 0.7, "new_vs_old_c8": 3.0}
+
+
+def summary(r: dict) -> str:
+    q = r["ratios"]
+    parts = [
+        f"api/raw@8={q['api_vs_raw_single_c8']}x (target 0.5)",
+        f"batch/copy={q['api_batch_vs_copy']}x (0.7)",
+        f"new/old@8={q['new_vs_old_c8']}x (3.0)",
+        f"open-loop p99={r['open_loop']['p99_ms']:.1f}ms (<20)",
+        f"rss={r['api_peak_rss_mb']}MB (<150)",
+    ]
+    if "deploy" in r:
+        parts.append(f"deploy={r['deploy']['converge_s']}s rerun={r['deploy']['rerun_s']}s (<60)")
+    return "bench: " + ", ".join(parts)
+
+
+def write_markdown(r: dict) -> None:
+    lines = [
+        f"# dw-platform benchmark ({r['when']}, {r['cpus']} CPUs, {r['seconds_per_point']} s per point, "
+        f"{r['workers']} worker(s))",
+        "",
+        "| concurrency | raw insert rows/s | API req/s | API p50 ms | API p99 ms | API errors | old req/s | "
+        "old p99 ms | API/raw | new/old |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in CONCURRENCY:
+        a, o, raw = r["api_single"][c], r["old_single"][c], r["raw_single_rps"][c]
+        lines.append(
+            f"| {c} | {raw} | {a['rps']} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} | {a['errors']} | "
+            f"{o['rps']} | {o['p99_ms']:.2f} | {ratio(a['rps'], raw)} | {ratio(a['rps'], o['rps'])} |"
+        )
+    ol = r["open_loop"]
+    lines += [
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| raw COPY rows/s | {r['raw_copy_rows_per_s']} | |",
+        f"| API batch (1,000 records) rows/s | {r['api_batch_rows_per_s']} | |",
+        f"| API batch / COPY | {r['ratios']['api_batch_vs_copy']} | >= 0.7 |",
+        f"| API / raw single at C=8 | {r['ratios']['api_vs_raw_single_c8']} | >= 0.5 |",
+        f"| new / old design at C=8 | {r['ratios']['new_vs_old_c8']} | >= 3 |",
+        f"| open-loop p99 at {ol['rate']:.0f} req/s (50% of peak) | {ol['p99_ms']:.2f} ms "
+        f"({ol['failures']} failures of {ol['sent']}) | < 20 ms |",
+        f"| peak RSS of one API process | {r['api_peak_rss_mb']} MB | < 150 MB |",
+    ]
+    if "deploy" in r:
+        d = r["deploy"]
+        lines += [
+            f"| converge, bare container to ready | {d['converge_s']} s | |",
+            f"| idempotent rerun | {d['rerun_s']} s (changed={d['rerun_changed']}) | < 60 s |",
+        ]
+    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(r: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = list(CONCURRENCY)
+    ax.plot(
+        xs,
+        [r["raw_single_rps"][c] for c in xs],
+        "o-",
+        label="raw asyncpg INSERT (rows/s)",
+    )
+    ax.plot(
+        xs,
+        [r["api_single"][c]["rps"] for c in xs],
+        "s-",
+        label="API single record (req/s)",
+    )
+    ax.plot(xs, [r["old_single"][c]["rps"] for c in xs], "^-", label="old design (req/s)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("concurrency (closed loop)")
+    ax.set_ylabel("per second")
+    ax.set_title("Ingest throughput against concurrency")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "throughput.png", dpi=120)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
