@@ -1,0 +1,90 @@
+"""Backups: both repositories hold a full backup, archiving works, timers are scheduled, the
+restore drill restores and matches counts, and an unwritable repo2 does not stop archiving to repo1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from conftest import PROJECT
+
+PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
+
+
+def _info(host) -> dict:
+    return json.loads(host.check_output(f"{PGBACKREST} info --output=json"))[0]
+
+
+def test_each_repository_holds_a_full_backup(host):
+    info = _info(host)
+    assert info["status"]["code"] == 0, info["status"]
+    repos_with_full = {b["database"]["repo-key"] for b in info["backup"] if b["type"] == "full"}
+    assert {1, 2} <= repos_with_full
+    for backup in info["backup"]:
+        print(f"repo{backup['database']['repo-key']} {backup['type']} {backup['label']}: "
+              f"{backup['info']['repository']['delta']} bytes in repo, "
+              f"{backup['timestamp']['stop'] - backup['timestamp']['start']} s")
+
+
+def test_repo2_is_encrypted_and_config_is_private(host):
+    conf = host.file("/etc/pgbackrest/pgbackrest.conf")
+    assert (conf.mode, conf.user) == (0o640, "postgres")
+    assert "repo2-cipher-type=aes-256-cbc" in host.check_output("cat /etc/pgbackrest/pgbackrest.conf")
+    assert _info(host)["cipher"] in ("mixed", "aes-256-cbc")
+
+
+def test_archive_command_and_check(host):
+    assert "pgbackrest --stanza=main-cluster archive-push" in host.check_output(
+        "runuser -u postgres -- psql -XAtc 'SHOW archive_command'")
+    assert host.run(f"{PGBACKREST} check").rc == 0
+
+
+def test_timers_scheduled(host):
+    expected = {"pgbackrest-daily.timer": "02:30", "pgbackrest-weekly-full-repo1.timer": "01:30",
+                "pgbackrest-weekly-full-repo2.timer": "03:30"}
+    for timer, clock in expected.items():
+        assert host.service(timer).is_enabled
+        assert f" {clock}:00 ;" in host.check_output(f"systemctl show -P TimersCalendar {timer}"), timer
+        next_at = int(host.check_output(f'date -d "$(systemctl show -P NextElapseUSecRealtime {timer})" +%s'))
+        assert 0 < next_at - time.time() <= 7 * 86400 + 300
+
+
+def test_daily_backup_unit_runs_in_its_sandbox(host):
+    before = len(_info(host)["backup"])
+    assert host.run("systemctl start pgbackrest-daily.service").rc == 0
+    assert len(_info(host)["backup"]) == before + 1
+    # The unit runs as postgres: it must not take the server's shared memory with it.
+    assert host.run("runuser -u postgres -- psql -XAtc 'SELECT 1'").stdout.strip() == "1"
+
+
+def test_restore_drill_restores_and_counts_match():
+    env = os.environ | {"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), "ANSIBLE_NOCOLOR": "1",
+                        "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories/local/vault-password.txt")}
+    started = time.monotonic()
+    result = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                             str(PROJECT / "playbooks" / "restore-drill.yml")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    print(f"restore drill took {time.monotonic() - started:.1f} s")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "restore drill passed, counts match" in result.stdout
+    assert "cosc471_dev live=" in result.stdout
+
+
+def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
+    host.check_output("chmod 000 /mnt/backup-secondary/pgbackrest")
+    try:
+        wal = host.check_output("runuser -u postgres -- psql -XAtc "
+                                "\"SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT pg_switch_wal()) s\"")
+        host.check_output("runuser -u postgres -- psql -XAtc 'SELECT pg_switch_wal()'")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listing = host.run(f"{PGBACKREST} --repo=1 repo-ls archive/main-cluster --recurse")
+            if wal in listing.stdout:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"{wal} did not reach repo1 while repo2 was unwritable")
+    finally:
+        host.check_output("chmod 0750 /mnt/backup-secondary/pgbackrest")
