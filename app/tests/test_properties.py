@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from dw_ingest.models import RecordErrors, validate_record
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from dw_ingest.models import RecordErrors, validate_record
 
 prices = st.decimals(
     min_value=Decimal("0.00000001"),

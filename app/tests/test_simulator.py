@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from dw_ingest.models import validate_record
 from dw_ingest.simulator import DEFAULT_SYMBOLS, make_records
+
 from tests.conftest import API_KEY, APP_DIR
 
 
