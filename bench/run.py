@@ -42,6 +42,20 @@ INSERT = (
 BASE_TS = datetime(2032, 1, 1, tzinfo=UTC)
 
 
+def record_json(symbol: str, n: int) -> dict:
+    """The n-th distinct record of a symbol, as a client sends it."""
+    return {
+        "symbol": symbol,
+        "ts": (BASE_TS + timedelta(milliseconds=n)).isoformat(),
+        "open": "100.25",
+        "high": "101.5",
+        "low": "99.75",
+        "close": "100.5",
+        "volume": n,
+        "vwap": "100.4",
+    }
+
+
 def row(symbol: str, n: int) -> tuple:
     return (
         symbol,
@@ -137,21 +151,7 @@ def _ms(value: str) -> float:
 async def batch_load(url: str, seconds: float, batch: int = 1000, concurrency: int = 2) -> float:
     """Pre-serialised 1,000-record batches over keep-alive connections: rows per second accepted."""
     bodies = [
-        json.dumps(
-            [
-                {
-                    "symbol": f"BATCH{c}",
-                    "ts": (BASE_TS + timedelta(milliseconds=b * batch + i)).isoformat(),
-                    "open": "100.25",
-                    "high": "101.5",
-                    "low": "99.75",
-                    "close": "100.5",
-                    "volume": i,
-                    "vwap": "100.4",
-                }
-                for i in range(batch)
-            ]
-        ).encode()
+        json.dumps([record_json(f"BATCH{c}", b * batch + i) for i in range(batch)]).encode()
         for c in range(concurrency)
         for b in range(400)
     ]
@@ -193,18 +193,7 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, connectio
         while not schedule.empty():
             i, when = schedule.get_nowait()
             await asyncio.sleep(max(0.0, when - time.perf_counter()))
-            body = json.dumps(
-                {
-                    "symbol": "OPEN",
-                    "ts": (BASE_TS + timedelta(milliseconds=i)).isoformat(),
-                    "open": "100.25",
-                    "high": "101.5",
-                    "low": "99.75",
-                    "close": "100.5",
-                    "volume": i,
-                    "vwap": "100.4",
-                }
-            ).encode()
+            body = json.dumps(record_json("OPEN", i)).encode()
             writer.write(
                 b"POST /ingest/market-data/ HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                 b"X-API-Key: "

@@ -198,17 +198,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.records = result
         return {"status": "success"}
 
-    for path, in_schema in ((INGEST_PATH, True), (INGEST_PATH.rstrip("/"), False)):
-        app.add_api_route(
-            path,
-            ingest_one,
-            methods=["POST"],
-            include_in_schema=in_schema,
-            summary="Ingest one market-data record",
-            openapi_extra=single_body,
-            responses=error_responses,
-            operation_id=None if in_schema else "ingest_one_no_slash",
-        )
+    def add_ingest_route(path: str, alias: str, endpoint: Any, summary: str, body: dict[str, Any]) -> None:
+        """The documented path, and its slash twin answered directly (clients use both; no redirect)."""
+        for route_path, documented in ((path, True), (alias, False)):
+            app.add_api_route(
+                route_path,
+                endpoint,
+                methods=["POST"],
+                include_in_schema=documented,
+                summary=summary,
+                openapi_extra=body,
+                responses=error_responses,
+                operation_id=None if documented else f"{endpoint.__name__}_alias",
+            )
+
+    add_ingest_route(INGEST_PATH, INGEST_PATH.rstrip("/"), ingest_one, "Ingest one market-data record", single_body)
 
     async def ingest_batch(request: Request) -> dict[str, Any]:
         authorize(request)
@@ -223,17 +227,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "duplicates": result.duplicates,
         }
 
-    for path, in_schema in ((BATCH_PATH, True), (BATCH_PATH + "/", False)):
-        app.add_api_route(
-            path,
-            ingest_batch,
-            methods=["POST"],
-            include_in_schema=in_schema,
-            summary="Ingest a batch of records in one transaction",
-            openapi_extra=batch_body,
-            responses=error_responses,
-            operation_id=None if in_schema else "ingest_batch_slash",
-        )
+    add_ingest_route(
+        BATCH_PATH, BATCH_PATH + "/", ingest_batch, "Ingest a batch of records in one transaction", batch_body
+    )
 
     @app.get("/health", summary="The process is alive (does not touch the database)")
     async def health() -> dict[str, str]:
