@@ -23,6 +23,21 @@ class Environment:
     api_port: int
 
 
+def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from playbooks/ against the molecule instance, with the project's roles and
+    the local inventory's vault; the output is returned, not checked."""
+    env = os.environ | {
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(INVENTORY / "vault-password.txt"),
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / playbook), *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
 def _group_vars() -> dict:
     return yaml.safe_load((INVENTORY / "group_vars" / "all" / "vars.yml").read_text())
 

@@ -25,7 +25,7 @@ def test_data_checksums_and_wal_ready_for_archiving(psql):
 
 def test_databases_and_table_exist(psql, environments):
     for env in environments:
-        assert psql.value(f"SELECT to_regclass('staging.market_data') IS NOT NULL", env.database) == "t"
+        assert psql.value("SELECT to_regclass('staging.market_data') IS NOT NULL", env.database) == "t"
         assert psql.value(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{env.database}'") \
             == f"{env.database}_owner"
         assert psql.value("SELECT tableowner FROM pg_tables WHERE schemaname = 'staging' "

@@ -8,7 +8,6 @@ proven and the host ends as the vault describes.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shlex
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROJECT
+from conftest import PROJECT, run_playbook
 
 LOAD_DIR = "/run/rotation-load"
 
@@ -27,17 +26,7 @@ def _rotate(passwords: dict[str, str], tmp_path: Path, tag: str) -> str:
     extra = tmp_path / f"rotate-{tag}.yml"
     extra.write_text(yaml.safe_dump({"vault_postgresql_api_passwords": passwords}))
     extra.chmod(0o600)
-    env = os.environ | {
-        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-        "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories" / "local" / "vault-password.txt"),
-        "ANSIBLE_PIPELINING": "true",
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    result = subprocess.run(
-        ["ansible-playbook", "-vvv", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         str(PROJECT / "playbooks" / "rotate-passwords.yml"), "-e", f"@{extra}"],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
+    result = run_playbook("rotate-passwords.yml", "-vvv", "-e", f"@{extra}")
     extra.unlink()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]

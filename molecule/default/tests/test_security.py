@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 
-from conftest import PROJECT
+from conftest import run_playbook
 
 MAX_EXPOSURE = 2.0
 
@@ -62,16 +60,7 @@ def test_file_modes(host, environments):
 
 
 def test_opening_the_api_without_keys_is_refused():
-    env = os.environ | {
-        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-        "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories" / "local" / "vault-password.txt"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-    result = subprocess.run(
-        ["ansible-playbook", "--check", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         str(PROJECT / "playbooks" / "app.yml"), "-e", "ingest_api_bind_address=0.0.0.0",
-         "-e", '{"ingest_api_keys": {}}'],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    result = run_playbook("app.yml", "--check", "-e", "ingest_api_bind_address=0.0.0.0",
+                          "-e", '{"ingest_api_keys": {}}', timeout=300)
     assert result.returncode != 0
     assert "ingest_api_keys.prod must be set" in result.stdout + result.stderr
