@@ -112,19 +112,30 @@ def validate_batch(data: Any, max_records: int) -> list[MarketRecord]:
 
 def _from_pydantic(exc: ValidationError, loc_prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
     return [
-        {"type": e["type"], "loc": [*loc_prefix, *e["loc"]], "msg": e["msg"], "input": _jsonable(e.get("input"))}
+        {
+            "type": e["type"],
+            "loc": [*loc_prefix, *(_jsonable(part) for part in e["loc"])],
+            "msg": e["msg"],
+            "input": _jsonable(e.get("input")),
+        }
         for e in exc.errors(include_url=False, include_context=False)
     ]
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def _jsonable(value: Any) -> Any:
-    """Inputs echoed in errors: decimals as strings (exact), containers summarised, long text cut."""
-    if isinstance(value, Decimal):
+    """Inputs echoed in errors, in what the JSON encoder can always write: decimals and integers
+    beyond 64 bits as exact strings, containers summarised, long text cut, and lone surrogates
+    (valid JSON escapes, not UTF-8) replaced."""
+    if isinstance(value, Decimal) or (isinstance(value, int) and value not in _INT64):
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict | list):
         return None
-    if isinstance(value, str) and len(value) > 200:
-        return value[:200] + "..."
+    if isinstance(value, str):
+        text = value if len(value) <= 200 else value[:200] + "..."
+        return text.encode("utf-8", "replace").decode("utf-8")
     return value

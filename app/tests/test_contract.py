@@ -103,6 +103,8 @@ def test_offsets_are_kept_as_instants(client, server):
         ({"volume": 1.5}, "volume", "integer"),
         ({"volume": "100"}, "volume", "integer"),
         ({"volume": 2**63}, "volume", "less than or equal"),
+        # Beyond 64 bits: the echoed input must still serialise (it once made the 422 a 500).
+        ({"volume": 2**70}, "volume", "less than or equal"),
         ({"low": "100.95"}, "low", "low must not exceed open or close"),
         ({"high": "100.6"}, "high", "high must not be below open or close"),
         ({"vwap": "99"}, "vwap", "vwap must lie between low and high"),
@@ -118,6 +120,24 @@ def test_each_invalid_field_gets_a_422_naming_it(client, server, overrides, fiel
     named = [e for e in detail if e["loc"][:2] == ["body", field]]
     assert named, detail
     assert message.lower() in " ".join(e["msg"] for e in named).lower()
+    assert server.count_symbol(sent["symbol"]) == 0
+
+
+# A lone surrogate is a valid JSON escape but no UTF-8 text: the 422 that names it must still
+# serialise (the JSON client cannot send it, so the body is written by hand).
+@pytest.mark.parametrize(
+    ("fragment", "loc"),
+    [('"symbol": "\\ud800"', ["body", "symbol"]), ('"\\ud800x": 1', ["body"])],
+    ids=["in-a-value", "in-a-field-name"],
+)
+def test_lone_surrogates_get_a_422_naming_where(client, server, fragment, loc):
+    sent = record()
+    body = json.dumps({k: v for k, v in sent.items() if k != "symbol" or "symbol" not in fragment})[:-1]
+    response = client.post(
+        "/ingest/market-data/", content=f"{body}, {fragment}}}", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert loc in [e["loc"] for e in response.json()["detail"]], response.text
     assert server.count_symbol(sent["symbol"]) == 0
 
 
