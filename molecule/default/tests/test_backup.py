@@ -84,3 +84,20 @@ def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
             raise AssertionError(f"{wal} did not reach repo1 while repo2 was unwritable")
     finally:
         host.check_output("chmod 0750 /mnt/backup-secondary/pgbackrest")
+
+
+def test_a_failed_backup_reaches_the_journal_with_its_error_code(host):
+    unit = "pgbackrest-weekly-full-repo2.service"
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    host.check_output("chmod 000 /mnt/backup-secondary/pgbackrest")
+    try:
+        assert host.run(f"systemctl start {unit}").rc != 0
+    finally:
+        host.check_output("chmod 0750 /mnt/backup-secondary/pgbackrest")
+    try:
+        # flock hands pgBackRest's exit status through: it is pgBackRest's error code.
+        code = int(host.check_output(f"systemctl show -P ExecMainStatus {unit}"))
+        journal = host.check_output(f"journalctl --no-pager -o cat -u {unit} --since '{since}'")
+        assert code > 0 and f"ERROR: [{code:03d}]" in journal, journal
+    finally:
+        host.check_output(f"systemctl reset-failed {unit}")
