@@ -1,14 +1,19 @@
-"""Backups: both repositories hold a full backup, archiving works, timers are scheduled, the
-restore drill restores and matches counts, and an unwritable repo2 does not stop archiving to repo1."""
+"""Backups: every repository holds a full backup, archiving works, timers are scheduled, the
+restore drill restores from local and S3 storage and matches counts, and an unwritable repo2 does
+not stop archiving to repo1."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import pytest
+
 from conftest import run_playbook
 
 PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
+# repo1 local, repo2 secondary storage, repo3 S3 (enabled by this scenario's host_vars).
+REPOS = {1, 2, 3}
 
 
 def _info(host) -> dict:
@@ -19,17 +24,18 @@ def test_each_repository_holds_a_full_backup(host):
     info = _info(host)
     assert info["status"]["code"] == 0, info["status"]
     repos_with_full = {b["database"]["repo-key"] for b in info["backup"] if b["type"] == "full"}
-    assert {1, 2} <= repos_with_full
+    assert repos_with_full == REPOS
     for backup in info["backup"]:
         print(f"repo{backup['database']['repo-key']} {backup['type']} {backup['label']}: "
               f"{backup['info']['repository']['delta']} bytes in repo, "
               f"{backup['timestamp']['stop'] - backup['timestamp']['start']} s")
 
 
-def test_repo2_is_encrypted_and_config_is_private(host):
+def test_repos_leaving_the_host_are_encrypted_and_config_is_private(host):
     conf = host.file("/etc/pgbackrest/pgbackrest.conf")
     assert (conf.mode, conf.user) == (0o640, "postgres")
-    assert "repo2-cipher-type=aes-256-cbc" in host.check_output("cat /etc/pgbackrest/pgbackrest.conf")
+    text = host.check_output("cat /etc/pgbackrest/pgbackrest.conf")
+    assert "repo2-cipher-type=aes-256-cbc" in text and "repo3-cipher-type=aes-256-cbc" in text
     assert _info(host)["cipher"] in ("mixed", "aes-256-cbc")
 
 
@@ -41,7 +47,7 @@ def test_archive_command_and_check(host):
 
 def test_timers_scheduled(host):
     expected = {"pgbackrest-daily.timer": "02:30", "pgbackrest-weekly-full-repo1.timer": "01:30",
-                "pgbackrest-weekly-full-repo2.timer": "03:30"}
+                "pgbackrest-weekly-full-repo2.timer": "03:30", "pgbackrest-weekly-full-repo3.timer": "03:30"}
     for timer, clock in expected.items():
         assert host.service(timer).is_enabled
         assert f" {clock}:00 ;" in host.check_output(f"systemctl show -P TimersCalendar {timer}"), timer
@@ -57,15 +63,16 @@ def test_daily_backup_unit_runs_in_its_sandbox(host):
     assert host.run("runuser -u postgres -- psql -XAtc 'SELECT 1'").stdout.strip() == "1"
 
 
-def test_restore_drill_restores_and_counts_match():
+@pytest.mark.parametrize("repo", [1, 3])
+def test_restore_drill_restores_and_counts_match(repo):
     started = time.monotonic()
-    result = run_playbook("restore-drill.yml", timeout=600)
-    print(f"restore drill took {time.monotonic() - started:.1f} s")
+    result = run_playbook("restore-drill.yml", "-e", f"restore_repo={repo}", timeout=600)
+    print(f"restore drill from repo{repo} took {time.monotonic() - started:.1f} s")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "restore drill passed, counts match" in result.stdout
-    assert "cosc471_dev live=" in result.stdout
+    assert f"restore drill repo{repo} target=" in result.stdout and "cosc471_dev live=" in result.stdout
     # The drill reads its repository back before restoring from it.
-    assert "repo1 verified:" in result.stdout
+    assert f"repo{repo} verified:" in result.stdout
 
 
 def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
