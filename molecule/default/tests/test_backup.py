@@ -108,3 +108,13 @@ def test_a_failed_backup_reaches_the_journal_with_its_error_code(host):
         assert code > 0 and f"ERROR: [{code:03d}]" in journal, journal
     finally:
         host.check_output(f"systemctl reset-failed {unit}")
+
+
+@pytest.mark.parametrize("missing", ["pgbackrest_repo3_s3_bucket", "pgbackrest_repo3_s3_key_secret"])
+def test_a_missing_repo3_setting_is_named_before_anything_changes(vault, missing):
+    result = run_playbook("backup.yml", "--check", "-e", json.dumps({missing: ""}), timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{missing} is empty while pgbackrest_repo3_enabled is true" in output, output[-2000:]
+    assert "Render pgbackrest.conf" not in output
+    assert vault["vault_pgbackrest_repo3_s3_key_secret"] not in output
