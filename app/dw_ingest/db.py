@@ -110,6 +110,7 @@ class Database:
                         command_timeout=self._settings.db_command_timeout,
                         timeout=self._settings.ready_timeout * 2,
                         max_inactive_connection_lifetime=300,
+                        reset=_keep_session,
                         server_settings={"application_name": f"dw-ingest-{self._settings.environment}"},
                     )
                 except _UNAVAILABLE as exc:
@@ -161,6 +162,12 @@ class Database:
         finally:
             DB_SECONDS.labels(operation="insert_many").observe(time.perf_counter() - started)
         return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset: asyncpg's default runs RESET ALL, UNLISTEN, CLOSE ALL and unlocks advisory locks on
+    every release, a round trip per request. The service changes no session state, and asyncpg
+    still rolls back a transaction left open before calling this."""
 
 
 def _describe(exc: BaseException) -> str:
