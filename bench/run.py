@@ -224,8 +224,26 @@ async def open_loop(host: str, port: int, rate: float, seconds: float, connectio
 
 
 def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    """The largest peak RSS of the process and its children: with --workers > 1 the process started
+    is uvicorn's supervisor, and the requests are served by its worker processes."""
+    pids = [pid] + [int(stat.parent.name) for stat in Path("/proc").glob("[0-9]*/stat") if _parent(stat) == pid]
+    peaks = []
+    for p in pids:
+        try:
+            peak = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+        except OSError:  # exited meanwhile
+            continue
+        if peak:  # a zombie has none
+            peaks.append(int(peak.group(1)) / 1024)
+    return max(peaks)
+
+
+def _parent(stat: Path) -> int | None:
+    try:
+        # The command name (field 2) may hold spaces and parentheses; the fields after it do not.
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def deploy_times() -> dict:

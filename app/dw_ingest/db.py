@@ -1,4 +1,5 @@
-"""The connection pool and the two writes: one record, or a batch in one round trip."""
+"""The connection pool and the two writes: one record (group-committed with the records that arrive
+with it), or a batch in one round trip."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
 from .config import Settings
-from .metrics import DB_SECONDS
+from .group_commit import GroupCommit
+from .metrics import DB_SECONDS, GROUP_RECORDS
 from .models import MarketRecord
 
 log = logging.getLogger("dw_ingest.db")
@@ -30,16 +33,24 @@ _ON_CONFLICT = {
     ),
 }
 
+# The rows, one array per column. Prices travel as their decimal text and PostgreSQL parses them
+# (exactly, in C): asyncpg's binary numeric encoding goes through Decimal.as_tuple() in Python, about
+# 8 of the service's CPU microseconds per row against 4 for text (measured, 1,000-row batches).
 # xmax = 0 marks a freshly inserted row (an updated one carries the updating transaction's id).
-_INSERT_ONE = (
-    f"INSERT INTO staging.market_data AS m ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {{conflict}} "
-    "RETURNING (xmax = 0) AS inserted"
+_WRITE_ROWS = (
+    f"INSERT INTO staging.market_data AS m ({_COLUMNS}) "
+    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]::numeric[], $4::text[]::numeric[], "
+    "$5::text[]::numeric[], $6::text[]::numeric[], $7::bigint[], $8::text[]::numeric[]) {conflict} "
+    "RETURNING {returning}"
 )
+# A group of single-record requests (distinct keys): each row written comes back with its key, so
+# every request learns its own outcome; a row the conflict policy left alone does not come back.
+_INSERT_GROUP = _WRITE_ROWS.replace("{returning}", "m.symbol, m.ts, (xmax = 0) AS inserted")
+# A batch: only the counts come back.
 _INSERT_MANY = (
-    f"WITH written AS (INSERT INTO staging.market_data AS m ({_COLUMNS}) "
-    "SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::numeric[], $5::numeric[], "
-    "$6::numeric[], $7::bigint[], $8::numeric[]) {conflict} RETURNING (xmax = 0) AS inserted) "
-    "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
+    "WITH written AS ("
+    + _WRITE_ROWS.replace("{returning}", "(xmax = 0) AS inserted")
+    + ") SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
     "FROM written"
 )
 
@@ -84,8 +95,11 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
         conflict = _ON_CONFLICT[settings.conflict_policy]
-        self._insert_one = _INSERT_ONE.format(conflict=conflict)
         self._insert_many = _INSERT_MANY.format(conflict=conflict)
+        self._insert_group = _INSERT_GROUP.format(conflict=conflict)
+        self._group: GroupCommit[MarketRecord, WriteResult] = GroupCommit(
+            self._write_group, _key, max_items=_GROUP_MAX_RECORDS, writers=_GROUP_WRITERS
+        )
 
     @property
     def name(self) -> str:
@@ -110,6 +124,7 @@ class Database:
                         command_timeout=self._settings.db_command_timeout,
                         timeout=self._settings.ready_timeout * 2,
                         max_inactive_connection_lifetime=300,
+                        reset=_keep_session,
                         server_settings={"application_name": f"dw-ingest-{self._settings.environment}"},
                     )
                 except _UNAVAILABLE as exc:
@@ -133,34 +148,69 @@ class Database:
             raise DatabaseUnavailable(_describe(exc)) from None
 
     async def write_one(self, record: MarketRecord) -> WriteResult:
+        """Returns once the record is committed (in a group with the requests that came with it)."""
+        return await self._group.submit(record)
+
+    async def _write_group(self, records: Sequence[MarketRecord]) -> list[WriteResult]:
         started = time.perf_counter()
         try:
             pool = await self._get_pool()
             async with pool.acquire() as conn:
-                inserted = await conn.fetchval(self._insert_one, *record.as_row())
+                result = await conn.fetch(self._insert_group, *_columns(records))
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(_describe(exc)) from None
         finally:
             DB_SECONDS.labels(operation="insert_one").observe(time.perf_counter() - started)
+            GROUP_RECORDS.observe(len(records))
+        written = {(r["symbol"], r["ts"]): r["inserted"] for r in result}
         # No row back: the conflict policy kept the existing row unchanged.
-        return WriteResult(received=1, inserted=1 if inserted else 0, updated=1 if inserted is False else 0)
+        return [_outcome(written.get(_key(r))) for r in records]
 
     async def write_many(self, records: Sequence[MarketRecord]) -> WriteResult:
         rows = records
         if self._settings.conflict_policy == "update":
             # One statement may not update the same row twice: the last version of a bar wins.
             rows = list({(r.symbol, r.ts): r for r in records}.values())
-        columns = list(zip(*(r.as_row() for r in rows), strict=True))
         started = time.perf_counter()
         try:
             pool = await self._get_pool()
             async with pool.acquire() as conn:
-                result = await conn.fetchrow(self._insert_many, *columns)
+                result = await conn.fetchrow(self._insert_many, *_columns(rows))
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(_describe(exc)) from None
         finally:
             DB_SECONDS.labels(operation="insert_many").observe(time.perf_counter() - started)
         return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
+
+
+# Up to this many single-record requests share one INSERT. One writer: the next group forms while the
+# current one is written. Two writers made groups smaller (3.6 against 4.3 records at C=8) and served
+# about 10% fewer requests on two cores (alternating wrk runs; noisy, but the same sign each time).
+_GROUP_MAX_RECORDS = 1000
+_GROUP_WRITERS = 1
+
+
+def _key(record: MarketRecord) -> tuple[str, datetime]:
+    return (record.symbol, record.ts)
+
+
+def _columns(records: Sequence[MarketRecord]) -> list[tuple[object, ...]]:
+    """The unnest arguments, rows in key order: two writes in flight then take the unique index's
+    locks in the same order and cannot deadlock on each other."""
+    rows = sorted(
+        (r.symbol, r.ts, str(r.open), str(r.high), str(r.low), str(r.close), r.volume, str(r.vwap)) for r in records
+    )
+    return list(zip(*rows, strict=True))
+
+
+def _outcome(inserted: bool | None) -> WriteResult:
+    return WriteResult(received=1, inserted=1 if inserted else 0, updated=1 if inserted is False else 0)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset: asyncpg's default runs RESET ALL, UNLISTEN, CLOSE ALL and unlocks advisory locks on
+    every release, a round trip per request. The service changes no session state, and asyncpg
+    still rolls back a transaction left open before calling this."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,3 +15,8 @@ DB_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 POOL_IN_USE = Gauge("dw_ingest_pool_connections_in_use", "Database connections checked out of the pool")
+GROUP_RECORDS = Histogram(
+    "dw_ingest_group_commit_records",
+    "Single-record requests written together by one INSERT (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+)

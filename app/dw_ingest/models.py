@@ -40,9 +40,6 @@ class MarketRecord(BaseModel):
             errors.append(_error("vwap", "vwap must lie between low and high", self.vwap))
         return errors
 
-    def as_row(self) -> tuple[str, datetime, Decimal, Decimal, Decimal, Decimal, int, Decimal]:
-        return (self.symbol, self.ts, self.open, self.high, self.low, self.close, self.volume, self.vwap)
-
 
 def _error(field: str, message: str, value: Any) -> dict[str, Any]:
     return {"type": "value_error", "loc": [field], "msg": message, "input": value}
