@@ -246,8 +246,19 @@ def _parent(stat: Path) -> int | None:
         return None
 
 
+def _podman_exec(name: str, *argv: str) -> None:
+    subprocess.run(["podman", "exec", name, *argv], check=True, capture_output=True)
+
+
 def deploy_times() -> dict:
-    """Converge a bare container through the local inventory, then rerun it (idempotent)."""
+    """Converge a bare container through the local inventory, then rerun it (idempotent).
+
+    Timed over SSH with pipelining and one multiplexed connection, the transport an operator's
+    ansible-playbook uses against a real server; the container has no network to reach, so ssh
+    runs the container's sshd in inetd mode through `podman exec -i` as its ProxyCommand. A
+    third run over podman exec (the molecule transport: no pipelining, several podman calls per
+    task) shows what the test harness adds.
+    """
     name = "dw-bench-deploy"
     subprocess.run(["podman", "rm", "-f", name], capture_output=True)
     subprocess.run(
@@ -256,6 +267,8 @@ def deploy_times() -> dict:
             "run",
             "-d",
             "--name",
+            name,
+            "--hostname",
             name,
             "--systemd=always",
             "--cap-add",
@@ -268,23 +281,42 @@ def deploy_times() -> dict:
     )
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            inventory = Path(tmp) / "hosts.yml"
+            # What a bare server already has before Ansible first reaches it: an SSH server and
+            # the operator's key. Not timed.
+            for _ in range(30):
+                state = subprocess.run(
+                    ["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True
+                ).stdout.strip()
+                if state in ("running", "degraded"):
+                    break
+                time.sleep(1)
+            _podman_exec(name, "sh", "-c", "apt-get update -qq && apt-get install -y -qq openssh-server")
+            _podman_exec(name, "mkdir", "-p", "-m", "0700", "/root/.ssh", "/run/sshd")
+            key = Path(tmp) / "id_ed25519"
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+            subprocess.run(["podman", "cp", f"{key}.pub", f"{name}:/root/.ssh/authorized_keys"], check=True)
+            _podman_exec(name, "chown", "root:root", "/root/.ssh/authorized_keys")
+
+            (Path(tmp) / "group_vars").symlink_to(ROOT / "inventories" / "local" / "group_vars")
+            ssh_args = (
+                f'-o ProxyCommand="podman exec -i {name} /usr/sbin/sshd -i" -o StrictHostKeyChecking=no '
+                f"-o UserKnownHostsFile=/dev/null -o ControlMaster=auto -o ControlPersist=300s "
+                f"-o ControlPath={tmp}/cm-%C"
+            )
+            transports = {
+                "ssh": f"    ansible_connection: ssh\n    ansible_user: root\n"
+                f"    ansible_ssh_private_key_file: {key}\n    ansible_ssh_common_args: '{ssh_args}'\n",
+                "podman": "    ansible_connection: containers.podman.podman\n",
+            }
             groups = "".join(
                 f"    {g}:\n      hosts:\n        {name}:\n"
-                for g in (
-                    "db_servers",
-                    "api_servers",
-                    "backup_servers",
-                    "simulator_servers",
-                )
+                for g in ("db_servers", "api_servers", "backup_servers", "simulator_servers")
             )
-            inventory.write_text(
-                f"all:\n  vars:\n    ansible_connection: containers.podman.podman\n  children:\n{groups}"
-            )
-            (Path(tmp) / "group_vars").symlink_to(ROOT / "inventories" / "local" / "group_vars")
             env = os.environ | {"ANSIBLE_VAULT_PASSWORD_FILE": str(ROOT / "inventories/local/vault-password.txt")}
             times = {}
-            for label in ("converge_s", "rerun_s"):
+            for label, transport in (("converge_s", "ssh"), ("rerun_s", "ssh"), ("rerun_podman_s", "podman")):
+                inventory = Path(tmp) / f"{transport}.yml"
+                inventory.write_text(f"all:\n  vars:\n{transports[transport]}  children:\n{groups}")
                 started = time.perf_counter()
                 result = subprocess.run(
                     ["ansible-playbook", "-i", str(inventory), "site.yml"],
@@ -296,8 +328,8 @@ def deploy_times() -> dict:
                 times[label] = round(time.perf_counter() - started, 1)
                 if result.returncode != 0:
                     raise RuntimeError(result.stdout[-3000:])
-                if label == "rerun_s":
-                    times["rerun_changed"] = int(re.findall(r"changed=(\d+)", result.stdout)[-1])
+                if label != "converge_s":
+                    times[label.replace("_s", "_changed")] = int(re.findall(r"changed=(\d+)", result.stdout)[-1])
             return times
     finally:
         subprocess.run(["podman", "rm", "-f", name], capture_output=True)
@@ -466,7 +498,9 @@ def write_markdown(r: dict) -> None:
         d = r["deploy"]
         lines += [
             f"| converge, bare container to ready | {d['converge_s']} s | |",
-            f"| idempotent rerun | {d['rerun_s']} s (changed={d['rerun_changed']}) | < 60 s |",
+            f"| idempotent rerun, over SSH | {d['rerun_s']} s (changed={d['rerun_changed']}) | < 60 s |",
+            f"| idempotent rerun, over podman exec (molecule's transport) | {d['rerun_podman_s']} s "
+            f"(changed={d['rerun_podman_changed']}) | |",
         ]
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
 
