@@ -131,3 +131,11 @@ def test_verify_finds_damage_that_its_exit_status_hides(host):
         assert "stanza status is error" in output and "files valid" in output, output[-3000:]
     finally:
         host.check_output(f"rm -rf {copy}")
+
+
+def test_verify_refuses_a_copy_path_for_several_repositories():
+    result = run_playbook("verify-backups.yml", "-e", json.dumps({"pgbackrest_verify_path": "/var/tmp/copy"}))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "pgbackrest_verify_path names a copy of one repository" in output, output[-2000:]
+    assert "Verify the repositories" not in output
