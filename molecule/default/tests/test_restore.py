@@ -138,4 +138,4 @@ def test_verify_refuses_a_copy_path_for_several_repositories():
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "pgbackrest_verify_path names a copy of one repository" in output, output[-2000:]
-    assert "Verify the repositories" not in output
+    assert "pgbackrest : Verify the repositories" not in output
