@@ -13,6 +13,8 @@ import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 INVENTORY = PROJECT / "inventories" / "local"
+# pgBackRest inside the host, as the user that owns the cluster and the repositories.
+PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from conftest import run_playbook
+from conftest import PGBACKREST, run_playbook
 
-PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
 # repo1 local, repo2 secondary storage, repo3 S3 (enabled by this scenario's host_vars).
 REPOS = {1, 2, 3}
 

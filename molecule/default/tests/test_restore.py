@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from conftest import run_playbook
+from conftest import PGBACKREST, run_playbook
 
-PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
 DATABASE = "cosc471_test"
 # Rows written in each phase: before the backup (N1), after it and before the target (N2), and
 # after the target (N3). The phase is stored in the volume column.
