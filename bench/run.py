@@ -260,36 +260,18 @@ def deploy_times() -> dict:
     task) shows what the test harness adds.
     """
     name = "dw-bench-deploy"
-    subprocess.run(["podman", "rm", "-f", name], capture_output=True)
-    subprocess.run(
-        [
-            "podman",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--hostname",
-            name,
-            "--systemd=always",
-            "--cap-add",
-            "SYS_ADMIN",
-            "localhost/dw-debian:12",
-            "/sbin/init",
-        ],
-        check=True,
-        capture_output=True,
-    )
     try:
+        # A bare systemd container from the project image, started and waited for the way
+        # scripts/build-local does it (lib.sh's start_systemd_container); --replace drops any
+        # leftover of an earlier run first.
+        subprocess.run(
+            [str(ROOT / "scripts" / "start-container"), "--replace", name],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             # What a bare server already has before Ansible first reaches it: an SSH server and
             # the operator's key. Not timed.
-            for _ in range(30):
-                state = subprocess.run(
-                    ["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True
-                ).stdout.strip()
-                if state in ("running", "degraded"):
-                    break
-                time.sleep(1)
             _podman_exec(name, "sh", "-c", "apt-get update -qq && apt-get install -y -qq openssh-server")
             _podman_exec(name, "mkdir", "-p", "-m", "0700", "/root/.ssh", "/run/sshd")
             key = Path(tmp) / "id_ed25519"
