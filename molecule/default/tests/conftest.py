@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,28 @@ import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 INVENTORY = PROJECT / "inventories" / "local"
+
+
+def _role_default(role: str, name: str):
+    return yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text())[name]
+
+
+def _load_names_module():
+    """The dw_environments role's filter plugin: the one place unit and role names are derived."""
+    path = PROJECT / "roles" / "dw_environments" / "filter_plugins" / "dw_environments.py"
+    spec = importlib.util.spec_from_file_location("dw_environment_names", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NAMES = _load_names_module()
+STANZA = _role_default("pgbackrest", "pgbackrest_stanza")
+# Where each environment's env file lives on the API host: the old server's path, which its
+# operators look for (a contract to hold, not a default to mirror).
+API_CONFIG_DIR = "/etc/dw-api"
 # pgBackRest inside the host, as the user that owns the cluster and the repositories.
-PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
+PGBACKREST = f"runuser -u postgres -- pgbackrest --stanza={STANZA}"
 
 
 @dataclass(frozen=True)
@@ -23,6 +44,15 @@ class Environment:
     environment: str
     database: str
     api_port: int
+    names: dict = field(compare=False, repr=False)
+
+    @property
+    def unit(self) -> str:
+        return self.names["unit"]
+
+    @property
+    def env_file(self) -> str:
+        return f"{API_CONFIG_DIR}/{self.name}.env"
 
 
 def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -46,7 +76,8 @@ def _group_vars() -> dict:
 
 @pytest.fixture(scope="session")
 def environments() -> list[Environment]:
-    return [Environment(**{k: e[k] for k in ("name", "environment", "database", "api_port")})
+    return [Environment(**{k: e[k] for k in ("name", "environment", "database", "api_port")},
+                        names=NAMES.derived_names(e))
             for e in _group_vars()["dw_environments"]]
 
 
@@ -88,11 +119,12 @@ def psql(host) -> Psql:
 
 
 @pytest.fixture()
-def active_api_login(host) -> dict[str, str]:
-    """Environment database -> the API login role that currently holds LOGIN."""
+def active_api_login(host, environments) -> dict[str, str]:
+    """Environment database -> the API login role (blue or green) that currently holds LOGIN."""
     out = host.check_output(
         "runuser -u postgres -- psql -X -A -t -c "
-        + shlex.quote("SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname ~ '_api_(blue|green)$'")
+        + shlex.quote("SELECT rolname FROM pg_roles WHERE rolcanlogin")
     )
-    logins = out.split()
-    return {login.rsplit("_api_", 1)[0]: login for login in logins}
+    can_login = set(out.split())
+    return {env.database: login for env in environments for login in env.names["api_logins"].values()
+            if login in can_login}

@@ -30,7 +30,7 @@ def _api_key(vault, env) -> str:
 
 def test_units_enabled_and_active(host, environments):
     for env in environments:
-        for unit in (f"dw-api-{env.name}.socket", f"dw-api-{env.name}.service"):
+        for unit in (f"{env.unit}.socket", f"{env.unit}.service"):
             service = host.service(unit)
             assert service.is_enabled, unit
             assert service.is_running, unit
@@ -52,7 +52,7 @@ def test_ready_reports_environment_and_database(host, environments):
 
 def test_env_files_are_private_to_the_service_group(host, environments):
     for env in environments:
-        env_file = host.file(f"/etc/dw-ingest/{env.name}.env")
+        env_file = host.file(env.env_file)
         assert env_file.mode == 0o640
         assert env_file.user == "root" and env_file.group == "dw-api"
         assert f"ENVIRONMENT={env.environment}" in env_file.content_string
@@ -103,7 +103,7 @@ def test_simulator_timer_is_scheduled_within_fifteen_minutes(host):
 
 def test_killed_api_is_restarted_and_ready_within_fifteen_seconds(host, environments):
     env = environments[2]
-    unit = f"dw-api-{env.name}.service"
+    unit = f"{env.unit}.service"
     old_pid = host.check_output(f"systemctl show -P MainPID {unit}")
     host.check_output(f"kill -9 {old_pid}")
     deadline = time.monotonic() + 15

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PGBACKREST, run_playbook
+from conftest import PGBACKREST, STANZA, run_playbook
 
 # repo1 local, repo2 secondary storage, repo3 S3 (enabled by this scenario's host_vars).
 REPOS = {1, 2, 3}
@@ -39,7 +39,7 @@ def test_repos_leaving_the_host_are_encrypted_and_config_is_private(host):
 
 
 def test_archive_command_and_check(host):
-    assert "pgbackrest --stanza=main-cluster archive-push" in host.check_output(
+    assert f"pgbackrest --stanza={STANZA} archive-push" in host.check_output(
         "runuser -u postgres -- psql -XAtc 'SHOW archive_command'")
     assert host.run(f"{PGBACKREST} check").rc == 0
 
@@ -82,7 +82,7 @@ def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
         host.check_output("runuser -u postgres -- psql -XAtc 'SELECT pg_switch_wal()'")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            listing = host.run(f"{PGBACKREST} --repo=1 repo-ls archive/main-cluster --recurse")
+            listing = host.run(f"{PGBACKREST} --repo=1 repo-ls archive/{STANZA} --recurse")
             if wal in listing.stdout:
                 break
             time.sleep(1)

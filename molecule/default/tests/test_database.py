@@ -27,9 +27,9 @@ def test_databases_and_table_exist(psql, environments):
     for env in environments:
         assert psql.value("SELECT to_regclass('staging.market_data') IS NOT NULL", env.database) == "t"
         assert psql.value(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{env.database}'") \
-            == f"{env.database}_owner"
+            == env.names["owner_role"]
         assert psql.value("SELECT tableowner FROM pg_tables WHERE schemaname = 'staging' "
-                          "AND tablename = 'market_data'", env.database) == f"{env.database}_owner"
+                          "AND tablename = 'market_data'", env.database) == env.names["owner_role"]
 
 
 def test_api_login_writes_own_database_and_is_refused_by_others(psql, environments, vault, active_api_login):

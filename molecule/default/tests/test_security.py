@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import run_playbook
+from conftest import API_CONFIG_DIR, run_playbook
 
 MAX_EXPOSURE = 2.0
 
@@ -19,7 +19,7 @@ def _project_units(host) -> list[str]:
 
 def test_every_project_unit_scores_low_exposure(host, environments):
     units = _project_units(host)
-    assert {f"dw-api-{e.name}.service" for e in environments} | {"market-data-simulator.service"} <= set(units)
+    assert {f"{e.unit}.service" for e in environments} | {"market-data-simulator.service"} <= set(units)
     scores = {}
     for unit in units:
         out = host.check_output(f"systemd-analyze security --no-pager {unit}")
@@ -33,7 +33,7 @@ def test_every_project_unit_scores_low_exposure(host, environments):
 def test_sandbox_is_applied_to_the_running_api(host, environments):
     # The container has CAP_SYS_ADMIN, as a real host's systemd does, so namespaces are real:
     # the API sees / read-only and its own /tmp, and has no capabilities at all.
-    pid = host.check_output(f"systemctl show -P MainPID dw-api-{environments[0].name}.service")
+    pid = host.check_output(f"systemctl show -P MainPID {environments[0].unit}.service")
     assert pid != "0"
     mounts = host.check_output(f"cat /proc/{pid}/mountinfo")
     root_options = next(line.split()[5] for line in mounts.splitlines() if line.split()[4] == "/")
@@ -51,9 +51,11 @@ def test_file_modes(host, environments):
     assert host.file(data_dir).mode == 0o700
     assert host.file(data_dir).user == "postgres"
     for env in environments:
-        env_file = host.file(f"/etc/dw-ingest/{env.name}.env")
+        env_file = host.file(env.env_file)
         assert (env_file.mode, env_file.user, env_file.group) == (0o640, "root", "dw-api")
-    assert host.file("/etc/dw-ingest").mode == 0o750
+    assert host.file(API_CONFIG_DIR).mode == 0o750
+    # The directory earlier releases used is gone, with the secrets it held.
+    assert not host.file("/etc/dw-ingest").exists
     conf = host.file("/etc/pgbackrest/pgbackrest.conf")
     if conf.exists:
         assert (conf.mode, conf.user) == (0o640, "postgres")

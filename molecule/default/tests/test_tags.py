@@ -1,0 +1,83 @@
+"""Every tag the README offers runs alone on the converged host: first with something to repair
+(the slice puts it back and reports a change), then again with nothing to do (changed=0).
+
+The tags come from the README itself, so a tag it offers without a case here fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import PROJECT, run_playbook
+
+README_TAGS = sorted(set(re.findall(r"--tags ([a-z_]+)", (PROJECT / "README.md").read_text())))
+
+CONF_DIR = "$(dirname \"$(runuser -u postgres -- psql -XAtc 'SHOW config_file')\")"
+
+def _cases(environments) -> dict[str, tuple[str, str]]:
+    """tag -> (shell that breaks something the slice owns, shell that exits 0 once it is repaired)."""
+    prod, dev, test = environments[0], environments[1], environments[2]
+    conf = f"{CONF_DIR}/conf.d/50-dw-platform.conf"
+    reader = dev.names["reader_role"]
+    marker = f"runuser -u postgres -- psql -XAt -d {test.database} -c"
+    return {
+        "postgresql_config": (f"echo '# drift' >> {conf}", f"! grep -q '# drift' {conf}"),
+        "postgresql_databases": (
+            f"runuser -u postgres -- psql -XAtc 'ALTER ROLE {reader} CREATEDB'",
+            f"test \"$(runuser -u postgres -- psql -XAtc \"SELECT rolcreatedb FROM pg_roles"
+            f" WHERE rolname = '{reader}'\")\" = f",
+        ),
+        "postgresql_schema": (
+            f"{marker} \"COMMENT ON SCHEMA staging IS 'drift'\"",
+            f"{marker} \"SELECT obj_description('staging'::regnamespace)\" | grep -q sha256",
+        ),
+        "pgbackrest_config": (
+            "echo '# drift' >> /etc/pgbackrest/pgbackrest.conf",
+            "! grep -q '# drift' /etc/pgbackrest/pgbackrest.conf",
+        ),
+        "pgbackrest_timers": (
+            "sed -i 's/02:30:00/04:00:00/' /etc/systemd/system/pgbackrest-daily.timer",
+            "grep -q 02:30:00 /etc/systemd/system/pgbackrest-daily.timer",
+        ),
+        "ingest_api_config": (
+            f"sed -i 's/^LOG_LEVEL=.*/LOG_LEVEL=debug/' {dev.env_file}",
+            f"grep -qx LOG_LEVEL=info {dev.env_file} && curl -sf http://127.0.0.1:{dev.api_port}/ready",
+        ),
+        "ingest_api_release": (
+            "rm /opt/dw-ingest/current",
+            f"test -L /opt/dw-ingest/current && curl -sf http://127.0.0.1:{prod.api_port}/ready",
+        ),
+        "market_data_simulator": (
+            "systemctl disable --now market-data-simulator.timer",
+            "systemctl is-active market-data-simulator.timer",
+        ),
+    }
+
+
+def _changed(output: str) -> int:
+    recap = output.split("PLAY RECAP")[-1]
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", recap))
+
+
+def test_the_readme_offers_tags_and_each_has_a_case(environments):
+    assert README_TAGS, "the README names no --tags slice"
+    assert set(README_TAGS) <= set(_cases(environments)), set(README_TAGS) - set(_cases(environments))
+
+
+@pytest.mark.parametrize("tag", README_TAGS)
+def test_tag_runs_alone_with_and_without_changes(host, environments, tag):
+    breaks, repaired = _cases(environments)[tag]
+    host.check_output(breaks)
+
+    fixing = run_playbook("../site.yml", "--tags", tag)
+    output = fixing.stdout + fixing.stderr
+    assert fixing.returncode == 0, output[-3000:]
+    assert _changed(output) > 0, output[-3000:]
+    assert host.run(repaired).rc == 0, f"--tags {tag} did not repair what it owns"
+
+    again = run_playbook("../site.yml", "--tags", tag)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output[-3000:]
+    assert _changed(output) == 0, output[-3000:]
