@@ -1,0 +1,96 @@
+"""A bad dw_environments stops site.yml before any host is contacted, naming the entry and the rule.
+
+Each case copies the local inventory, points its host at a container that does not exist (so a
+run that got past the check could not change anything, and would fail differently), breaks one
+rule, and runs `site.yml --check`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / "inventories" / "local"
+
+
+def _inventory(tmp_path: Path, change) -> Path:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(LOCAL, inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    hosts["all"]["vars"]["ansible_host"] = "dw-no-such-container"
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    group_vars = inventory / "group_vars" / "all" / "vars.yml"
+    settings = yaml.safe_load(group_vars.read_text())
+    change(settings["dw_environments"])
+    group_vars.write_text(yaml.safe_dump(settings))
+    return inventory
+
+
+def _run(inventory: Path, playbook: str = "site.yml") -> subprocess.CompletedProcess[str]:
+    env = os.environ | {
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(LOCAL / "vault-password.txt"),
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), "--check", str(ROOT / playbook)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _set(index: int, **values):
+    return lambda envs: envs[index].update(values)
+
+
+CASES = {
+    "port used twice": (
+        _set(1, api_port=8000),
+        "dw_environments[1] (dev): api_port 8000 is already used by dw_environments[0] (prod)",
+    ),
+    "port out of range": (
+        _set(2, api_port=80002),
+        "dw_environments[2] (test): api_port 80002 must be a whole number from 1024 to 65535",
+    ),
+    "database shared": (
+        _set(2, database="cosc471_prod"),
+        "dw_environments[2] (test): database 'cosc471_prod' is already used by dw_environments[0] (prod)",
+    ),
+    "name with a space": (_set(1, name="de v"), "dw_environments[1] (de v): name 'de v' must match"),
+    "PostgreSQL's port": (
+        _set(0, api_port=5432),
+        "dw_environments[0] (prod): api_port 5432 is already used by PostgreSQL (postgresql_port)",
+    ),
+    "name used twice": (
+        _set(2, name="dev"),
+        "dw_environments[2] (dev): name 'dev' is already used by dw_environments[1] (dev)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_broken_rule_stops_the_run_before_any_host_is_contacted(tmp_path, case):
+    change, message = CASES[case]
+    result = _run(_inventory(tmp_path, change))
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert message in output, output[-3000:]
+    # Only the check ran: no facts were gathered and no later play started.
+    assert "Gathering Facts" not in output and "PLAY [Database servers]" not in output, output[-3000:]
+    assert "UNREACHABLE" not in output
+
+
+def test_the_local_inventory_passes_the_check(tmp_path):
+    result = _run(_inventory(tmp_path, lambda envs: None), "playbooks/check-inventory.yml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
