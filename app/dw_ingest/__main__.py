@@ -7,8 +7,8 @@ import sys
 
 import uvicorn
 
-from .api import configure_logging
 from .config import ConfigError, Settings
+from .logs import configure_logging
 
 
 def inherited_socket_fd() -> int | None:
@@ -31,7 +31,7 @@ def main() -> int:
     fd = inherited_socket_fd()
     bind = {"fd": fd} if fd is not None else {"host": settings.host, "port": settings.port}
     uvicorn.run(
-        "dw_ingest.api:create_app",
+        "dw_ingest.app:create_app",
         factory=True,
         workers=settings.workers,
         loop="uvloop",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 
@@ -12,6 +14,7 @@ class ConfigError(ValueError):
 
 
 _ENVIRONMENTS = ("production", "development", "testing", "staging")
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -111,26 +114,25 @@ class Settings:
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    value = _number(env, name, default, int, "an integer")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return value
 
 
 def _float(env: dict[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, float, "a number")
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+def _number(env: dict[str, str], name: str, default: N, parse: Callable[[str], N], kind: str) -> N:
+    """The variable parsed, or the default when it is unset or blank."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        return parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive")
-    return value
+        raise ConfigError(f"{name} must be {kind}, not {raw!r}") from None

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -152,16 +153,8 @@ class Database:
         return await self._group.submit(record)
 
     async def _write_group(self, records: Sequence[MarketRecord]) -> list[WriteResult]:
-        started = time.perf_counter()
-        try:
-            pool = await self._get_pool()
-            async with pool.acquire() as conn:
-                result = await conn.fetch(self._insert_group, *_columns(records))
-        except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable(_describe(exc)) from None
-        finally:
-            DB_SECONDS.labels(operation="insert_one").observe(time.perf_counter() - started)
-            GROUP_RECORDS.observe(len(records))
+        GROUP_RECORDS.observe(len(records))
+        result = await self._write("insert_one", "fetch", self._insert_group, records)
         written = {(r["symbol"], r["ts"]): r["inserted"] for r in result}
         # No row back: the conflict policy kept the existing row unchanged.
         return [_outcome(written.get(_key(r))) for r in records]
@@ -171,16 +164,21 @@ class Database:
         if self._settings.conflict_policy == "update":
             # One statement may not update the same row twice: the last version of a bar wins.
             rows = list({(r.symbol, r.ts): r for r in records}.values())
+        result = await self._write("insert_many", "fetchrow", self._insert_many, rows)
+        return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
+
+    async def _write(self, operation: str, method: str, statement: str, records: Sequence[MarketRecord]) -> Any:
+        """One write statement on a pooled connection, timed in DB_SECONDS (failures too); errors that
+        mean "not now" become DatabaseUnavailable."""
         started = time.perf_counter()
         try:
             pool = await self._get_pool()
             async with pool.acquire() as conn:
-                result = await conn.fetchrow(self._insert_many, *_columns(rows))
+                return await getattr(conn, method)(statement, *_columns(records))
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(_describe(exc)) from None
         finally:
-            DB_SECONDS.labels(operation="insert_many").observe(time.perf_counter() - started)
-        return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
+            DB_SECONDS.labels(operation=operation).observe(time.perf_counter() - started)
 
 
 # Up to this many single-record requests share one INSERT. One writer: the next group forms while the

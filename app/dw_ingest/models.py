@@ -1,32 +1,150 @@
-"""The market-data record and every rule a record must meet before it is stored."""
+"""The market-data record and every rule a record must meet before it is stored.
+
+The model is also the record's OpenAPI schema: every constraint a JSON Schema can state is declared
+here, next to the validator that enforces it, so the two cannot drift apart."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 # NUMERIC(20, 8) in the schema: at most 12 integer digits and 8 decimals. A value that does not fit
 # is refused rather than rounded, so what is stored is exactly what was sent.
-Price = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=8, allow_inf_nan=False)]
-Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9./-]{1,16}$", min_length=1, max_length=16)]
+PRICE_INTEGER_DIGITS = 12
+PRICE_DECIMAL_PLACES = 8
+# A positive price in plain decimal notation that fits NUMERIC(20, 8): leading zeros and trailing
+# zeros after the 8th decimal change nothing. Written without look-arounds, which test generators
+# (hypothesis' from_regex) and ECMA-262 validators read alike.
+PRICE_TEXT_PATTERN = (
+    rf"^0*(?:[1-9][0-9]{{0,{PRICE_INTEGER_DIGITS - 1}}}(?:\.[0-9]{{0,{PRICE_DECIMAL_PLACES}}}0*)?"
+    rf"|\.[0-9]{{0,{PRICE_DECIMAL_PLACES - 1}}}[1-9]0*)$"
+)
+
+
+def _describe_price(schema: dict[str, Any]) -> None:
+    """pydantic documents a Decimal as "a positive number, or any string"; state the limits it
+    enforces. A JSON number is read as an exact decimal (never a float), so multipleOf is exact."""
+    number, text = schema["anyOf"]
+    number["exclusiveMaximum"] = 10**PRICE_INTEGER_DIGITS
+    number["multipleOf"] = 10**-PRICE_DECIMAL_PLACES
+    text["pattern"] = PRICE_TEXT_PATTERN
+    schema["description"] = (
+        f"Positive, at most {PRICE_INTEGER_DIGITS} integer digits and {PRICE_DECIMAL_PLACES} decimals, stored "
+        'digit for digit: a JSON number, or a decimal string. Exponent notation in a string ("1E+2") is '
+        "read as well, for feeds that write it, but is outside the documented pattern."
+    )
+
+
+Price = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        max_digits=PRICE_INTEGER_DIGITS + PRICE_DECIMAL_PLACES,
+        decimal_places=PRICE_DECIMAL_PLACES,
+        allow_inf_nan=False,
+        json_schema_extra=_describe_price,
+    ),
+]
+Symbol = Annotated[
+    str, Field(pattern=r"^[A-Z0-9./-]{1,16}$", min_length=1, max_length=16, description="Ticker, upper case")
+]
 BIGINT_MAX = 2**63 - 1
 
 
+# RFC 3339, the date-time of JSON Schema and OpenAPI. pydantic alone also reads Unix times (numbers
+# and digit strings), a space for the T and offsets without a colon; the service takes only this.
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+
+
+def _rfc3339(value: Any, parse: ValidatorFunctionWrapHandler) -> datetime:
+    """pydantic parses first, so a naive or unreadable time keeps its own message."""
+    if not isinstance(value, str):
+        raise ValueError("Input should be an RFC 3339 datetime string")
+    ts = parse(value)
+    if not _TIMESTAMP.match(value):
+        raise ValueError("Input should be an RFC 3339 datetime, such as 2026-11-24T14:30:00Z")
+    return ts
+
+
+def _storable_instant(ts: datetime) -> datetime:
+    """An offset can carry a valid local time out of the years 1-9999 in UTC, which the database
+    driver cannot send (it once made such a record a 500)."""
+    try:
+        ts.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("ts must fall within the years 1 to 9999 in UTC") from None
+    return ts
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    WrapValidator(_rfc3339),
+    AfterValidator(_storable_instant),
+    Field(
+        description="RFC 3339 date-time with its UTC offset (Z or +hh:mm); a time without one is refused",
+        json_schema_extra={"pattern": TIMESTAMP_PATTERN},
+    ),
+]
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type: 2308250.0 and 1e3 are integers to a JSON Schema, and reach the model
+    as Decimals (decode_json reads fractions exactly), so those become ints. A fraction, a float
+    (never from JSON here) or a string goes on to StrictInt and is refused there. The size check
+    comes first so that 1e999999 is not expanded into a million digits."""
+    if isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 19:
+        whole = int(value)
+        if whole == value:
+            return whole
+    return value
+
+
+def _describe_volume(schema: dict[str, Any]) -> None:
+    """FastAPI's OpenAPI model holds bounds as floats, in which 2**63 - 1 becomes 2**63 and the
+    documented maximum would admit one value too many; 2**63 as an exclusive bound is exact in a
+    float and, for integers, says the same as the inclusive bound the validator checks."""
+    schema["exclusiveMaximum"] = schema.pop("maximum") + 1
+
+
+Volume = Annotated[
+    StrictInt,
+    Field(ge=0, le=BIGINT_MAX, description="Units traded", json_schema_extra=_describe_volume),
+    BeforeValidator(_whole_number),
+]
+
+
 class MarketRecord(BaseModel):
-    """One OHLCV+VWAP bar. Unknown fields are rejected; prices are exact decimals."""
+    """One OHLCV+VWAP bar. Unknown fields are rejected; prices are exact decimals. Beyond what the
+    schema states: low <= open, close <= high and low <= vwap <= high (a JSON Schema cannot compare
+    two fields), each breach reported as a 422 on the field that breaks it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     symbol: Symbol
-    ts: AwareDatetime
+    ts: Timestamp
     open: Price
     high: Price
     low: Price
     close: Price
-    volume: Annotated[StrictInt, Field(ge=0, le=BIGINT_MAX)]
+    volume: Volume
     vwap: Price
 
     def consistency_errors(self) -> list[dict[str, Any]]:

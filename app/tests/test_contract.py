@@ -82,35 +82,42 @@ def test_offsets_are_kept_as_instants(client, server):
     )
 
 
+# field -> (value sent, words the 422 message for that field must contain)
+INVALID_VALUES: dict[str, list[tuple[object, str]]] = {
+    "ts": [
+        ("2026-11-24T14:30:00", "timezone"),
+        ("yesterday", "datetime"),
+        (1700000000, "RFC 3339"),  # a Unix time: pydantic alone would read it, the schema says string
+        ("2026-11-24 14:30:00Z", "RFC 3339"),
+        ("0001-01-01T00:00:00+14:00", "years 1 to 9999"),  # before 0001 in UTC: it once made a 500
+    ],
+    "symbol": [
+        ("aapl", "pattern"),
+        ("WAY-TOO-LONG-SYMBOL", ""),
+        ("A B", "pattern"),
+        ("X'; DROP TABLE staging.market_data; --", ""),
+        ("", ""),
+    ],
+    "open": [("0", "greater than 0"), ("NaN", ""), ("1.123456789", "decimal places"), (True, "")],
+    "close": [("-1", "greater than 0")],
+    "high": [("Infinity", ""), ("1e20", "digits"), ("100.6", "high must not be below open or close")],
+    # Beyond 64 bits (2**70): the echoed input must still serialise (it once made the 422 a 500).
+    "volume": [
+        (-1, "greater than or equal to 0"),
+        (1.5, "integer"),
+        ("100", "integer"),
+        (2**63, "less than or equal"),
+        (2**70, "less than or equal"),
+    ],
+    "low": [("100.95", "low must not exceed open or close")],
+    "vwap": [("99", "vwap must lie between low and high"), ("102", "vwap must lie between low and high")],
+    "extra": [(1, "Extra inputs are not permitted")],
+}
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
-    [
-        ({"ts": "2026-11-24T14:30:00"}, "ts", "timezone"),
-        ({"ts": "yesterday"}, "ts", "datetime"),
-        ({"symbol": "aapl"}, "symbol", "pattern"),
-        ({"symbol": "WAY-TOO-LONG-SYMBOL"}, "symbol", ""),
-        ({"symbol": "A B"}, "symbol", "pattern"),
-        ({"symbol": "X'; DROP TABLE staging.market_data; --"}, "symbol", ""),
-        ({"symbol": ""}, "symbol", ""),
-        ({"open": "0"}, "open", "greater than 0"),
-        ({"close": "-1"}, "close", "greater than 0"),
-        ({"open": "NaN"}, "open", ""),
-        ({"high": "Infinity"}, "high", ""),
-        ({"open": "1.123456789"}, "open", "decimal places"),
-        ({"high": "1e20"}, "high", "digits"),
-        ({"open": True}, "open", ""),
-        ({"volume": -1}, "volume", "greater than or equal to 0"),
-        ({"volume": 1.5}, "volume", "integer"),
-        ({"volume": "100"}, "volume", "integer"),
-        ({"volume": 2**63}, "volume", "less than or equal"),
-        # Beyond 64 bits: the echoed input must still serialise (it once made the 422 a 500).
-        ({"volume": 2**70}, "volume", "less than or equal"),
-        ({"low": "100.95"}, "low", "low must not exceed open or close"),
-        ({"high": "100.6"}, "high", "high must not be below open or close"),
-        ({"vwap": "99"}, "vwap", "vwap must lie between low and high"),
-        ({"vwap": "102"}, "vwap", "vwap must lie between low and high"),
-        ({"extra": 1}, "extra", "Extra inputs are not permitted"),
-    ],
+    [({field: value}, field, message) for field, cases in INVALID_VALUES.items() for value, message in cases],
 )
 def test_each_invalid_field_gets_a_422_naming_it(client, server, overrides, field, message):
     sent = record(**overrides)

@@ -1,4 +1,4 @@
-"""IngestAPI serves the ingest routes without FastAPI's middleware stack (api.py); what that stack
+"""IngestAPI serves the ingest routes without FastAPI's middleware stack (routing.py); what that stack
 did for them still happens: errors nobody handled become a JSON 500 with the request id, and
 other methods on those paths get the router's answer."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from dw_ingest.api import create_app
+from dw_ingest.app import create_app
 from dw_ingest.config import Settings
 
 from tests.conftest import record

@@ -1,0 +1,73 @@
+"""Reading an ingest request before its records are validated: the API key, the media type, the
+body size limit and JSON decoding in which every fraction is an exact Decimal."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from decimal import Decimal
+from typing import Any
+
+from fastapi import Request
+
+from .config import Settings
+from .errors import BodyTooLarge, Unauthorized, UnsupportedMediaType
+from .models import RecordErrors
+
+
+class Intake:
+    """The checks every ingest request passes, with the settings they need read once."""
+
+    def __init__(self, settings: Settings):
+        self._keys = tuple(k.encode() for k in settings.api_keys)
+        self._max_body_bytes = settings.max_body_bytes
+
+    def authorize(self, request: Request) -> None:
+        if not self._keys:
+            return
+        presented = request.headers.get("x-api-key", "")
+        auth = request.headers.get("authorization", "")
+        if not presented and auth[:7].lower() == "bearer ":
+            presented = auth[7:].strip()
+        given = presented.encode()
+        # compare_digest against every key, so timing tells nothing about which or how much matched.
+        if not any([hmac.compare_digest(given, key) for key in self._keys]):
+            raise Unauthorized
+
+    async def read_body(self, request: Request) -> bytes:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+            raise UnsupportedMediaType
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
+            raise BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _json_invalid(loc: list[Any], msg: str) -> RecordErrors:
+    return RecordErrors([{"type": "json_invalid", "loc": loc, "msg": msg, "input": None}])
+
+
+def decode_json(body: bytes) -> Any:
+    """JSON with every fraction parsed as an exact Decimal; NaN and Infinity refused."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _json_invalid(["body", exc.start], "Body is not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise _json_invalid(["body", exc.pos], f"JSON decode error: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _json_invalid(["body"], f"JSON decode error: {exc}") from None
