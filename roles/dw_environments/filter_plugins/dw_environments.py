@@ -18,6 +18,13 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 DATABASE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 PORT_RANGE = range(1024, 65536)
 LOGIN_COLOURS = ("blue", "green")
+# The TLS edge serves each environment on its own public port: edge_port when the entry gives
+# one, otherwise the API's port plus this offset (8000 -> 8443, 8001 -> 8444, 8002 -> 8445).
+EDGE_PORT_OFFSET = 443
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in PORT_RANGE
 
 
 def derived_names(env: Mapping[str, Any]) -> dict[str, Any]:
@@ -25,6 +32,7 @@ def derived_names(env: Mapping[str, Any]) -> dict[str, Any]:
     name, database = env["name"], env["database"]
     return {
         "unit": f"dw-api-{name}",
+        "edge_port": env.get("edge_port", env["api_port"] + EDGE_PORT_OFFSET),
         "owner_role": f"{database}_owner",
         "writer_role": f"{database}_writer",
         "reader_role": f"{database}_reader",
@@ -43,7 +51,7 @@ def problems(environments: Any, reserved_ports: Mapping[str, Any] | None = None)
         return ["dw_environments must be a non-empty list of environments"]
     reserved = {int(port): what for what, port in (reserved_ports or {}).items() if str(port).isdigit()}
     found: list[str] = []
-    seen: dict[str, dict[Any, str]] = {"name": {}, "database": {}, "api_port": {}}
+    seen: dict[str, dict[Any, str]] = {"name": {}, "database": {}, "port": {}}
     for index, env in enumerate(environments):
         label = f"dw_environments[{index}]"
         if not isinstance(env, Mapping):
@@ -62,14 +70,20 @@ def problems(environments: Any, reserved_ports: Mapping[str, Any] | None = None)
                 f"{label}: database {database!r} must match {DATABASE_PATTERN.pattern} "
                 "(a lower-case SQL identifier that leaves room for the role names derived from it)"
             )
-        if isinstance(port, bool) or not isinstance(port, int) or port not in PORT_RANGE:
-            found.append(f"{label}: api_port {port!r} must be a whole number from 1024 to 65535")
-        elif port in reserved:
-            found.append(f"{label}: api_port {port} is already used by {reserved[port]}")
+        edge_port = env.get("edge_port", port + EDGE_PORT_OFFSET if _is_port(port) else None)
+        for key, value in (("api_port", port), ("edge_port", edge_port)):
+            if value is None:  # no edge_port given and no valid api_port to derive it from
+                continue
+            if not _is_port(value):
+                found.append(f"{label}: {key} {value!r} must be a whole number from 1024 to 65535")
+            elif value in reserved:
+                found.append(f"{label}: {key} {value} is already used by {reserved[value]}")
+            elif (first := seen["port"].setdefault(value, f"{label} {key}")) != f"{label} {key}":
+                found.append(f"{label}: {key} {value} is already used by {first}; each port serves one thing")
         policy = env.get("api_conflict_policy", "ignore")
         if policy not in ("ignore", "update"):
             found.append(f"{label}: api_conflict_policy {policy!r} must be ignore or update")
-        for key, value in (("name", name), ("database", database), ("api_port", port)):
+        for key, value in (("name", name), ("database", database)):
             try:
                 first = seen[key].setdefault(value, label)
             except TypeError:  # an unhashable value was already reported above
