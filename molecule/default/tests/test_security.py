@@ -10,16 +10,19 @@ MAX_EXPOSURE = 2.0
 
 
 def _project_units(host) -> list[str]:
-    """The services the roles install (under /etc/systemd/system), not the ones Debian's packages
-    ship (such as pgbackrest.service, pgBackRest's TLS server, which nothing here enables)."""
+    """The services the roles install (under /etc/systemd/system) or sandbox with a drop-in
+    (PostgreSQL's cluster unit, nginx), not the ones Debian's packages ship unused (such as
+    pgbackrest.service, pgBackRest's TLS server, which nothing here enables)."""
     out = host.check_output(
-        "cd /etc/systemd/system && ls dw-api-*.service market-data-simulator.service pgbackrest-*.service")
+        "cd /etc/systemd/system && ls dw-api-*.service market-data-simulator.service pgbackrest-*.service"
+        " && ls -d postgresql@*.service.d nginx.service.d | sed 's/[.]d$//'")
     return sorted(out.split())
 
 
 def test_every_project_unit_scores_low_exposure(host, environments):
     units = _project_units(host)
-    assert {f"{e.unit}.service" for e in environments} | {"market-data-simulator.service"} <= set(units)
+    assert {f"{e.unit}.service" for e in environments} | {"market-data-simulator.service", "nginx.service"} <= set(units)
+    assert any(unit.startswith("postgresql@") for unit in units), units
     scores = {}
     for unit in units:
         out = host.check_output(f"systemd-analyze security --no-pager {unit}")
