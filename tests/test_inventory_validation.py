@@ -50,39 +50,33 @@ def _run(inventory: Path, playbook: str = "site.yml") -> subprocess.CompletedPro
     )
 
 
-def _set(index: int, **values):
-    return lambda envs: envs[index].update(values)
+# (case, entry index, what changes in it, the rule the message must state after the entry's label)
+CASES = [
+    ("port used twice", 1, {"api_port": 8000}, "api_port 8000 is already used by dw_environments[0] (prod)"),
+    ("port out of range", 2, {"api_port": 80002}, "api_port 80002 must be a whole number from 1024 to 65535"),
+    (
+        "database shared",
+        2,
+        {"database": "cosc471_prod"},
+        "database 'cosc471_prod' is already used by dw_environments[0]",
+    ),
+    ("name with a space", 1, {"name": "de v"}, "name 'de v' must match"),
+    ("PostgreSQL's port", 0, {"api_port": 5432}, "api_port 5432 is already used by PostgreSQL (postgresql_port)"),
+    ("name used twice", 2, {"name": "dev"}, "name 'dev' is already used by dw_environments[1] (dev)"),
+    (
+        "edge port on an API port",
+        2,
+        {"edge_port": 8001},
+        "edge_port 8001 is already used by dw_environments[1] (dev) api_port",
+    ),
+]
 
 
-CASES = {
-    "port used twice": (
-        _set(1, api_port=8000),
-        "dw_environments[1] (dev): api_port 8000 is already used by dw_environments[0] (prod)",
-    ),
-    "port out of range": (
-        _set(2, api_port=80002),
-        "dw_environments[2] (test): api_port 80002 must be a whole number from 1024 to 65535",
-    ),
-    "database shared": (
-        _set(2, database="cosc471_prod"),
-        "dw_environments[2] (test): database 'cosc471_prod' is already used by dw_environments[0] (prod)",
-    ),
-    "name with a space": (_set(1, name="de v"), "dw_environments[1] (de v): name 'de v' must match"),
-    "PostgreSQL's port": (
-        _set(0, api_port=5432),
-        "dw_environments[0] (prod): api_port 5432 is already used by PostgreSQL (postgresql_port)",
-    ),
-    "name used twice": (
-        _set(2, name="dev"),
-        "dw_environments[2] (dev): name 'dev' is already used by dw_environments[1] (dev)",
-    ),
-}
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_a_broken_rule_stops_the_run_before_any_host_is_contacted(tmp_path, case):
-    change, message = CASES[case]
-    result = _run(_inventory(tmp_path, change))
+@pytest.mark.parametrize(("index", "change", "rule"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_a_broken_rule_stops_the_run_before_any_host_is_contacted(tmp_path, index, change, rule):
+    name = change.get("name", ["prod", "dev", "test"][index])
+    message = f"dw_environments[{index}] ({name}): {rule}"
+    result = _run(_inventory(tmp_path, lambda envs: envs[index].update(change)))
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0
     assert message in output, output[-3000:]

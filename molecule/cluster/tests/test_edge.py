@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 import shlex
 import uuid
 from datetime import UTC, datetime
@@ -63,7 +65,10 @@ def test_plain_http_is_never_served(client1, environments):
 def test_a_certificate_the_client_does_not_trust_fails(client1, environments):
     client1.check_output("cd /tmp && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
                          "-subj /CN=other-ca -keyout other-ca.key -out other-ca.crt 2>/dev/null")
-    result = _curl(client1, f"https://api1:{environments[0].edge_port}/ready", "--cacert /tmp/other-ca.crt")
+    # Only that CA: curl would otherwise also read the system's trust directory, which has the right one.
+    client1.check_output("install -d /tmp/no-ca-dir")
+    result = _curl(client1, f"https://api1:{environments[0].edge_port}/ready",
+                   "--cacert /tmp/other-ca.crt --capath /tmp/no-ca-dir")
     assert result.rc == 60, (result.rc, result.stderr)
 
 
@@ -76,3 +81,14 @@ def test_the_request_id_travels_through(client1, api1, environments, vault):
     assert f"x-request-id: {request_id}" in result.stdout.lower()
     journal = api1.check_output(f"journalctl --no-pager -o cat -u {env.unit} -n 200")
     assert request_id in journal
+
+
+def test_a_client_over_its_rate_is_told_to_retry_later(client1, environments):
+    url = f"https://api1:{environments[0].edge_port}/ready"
+    # 300 requests on one kept-alive connection, far above the per-client rate; the headers of each.
+    out = client1.check_output("curl -sS -D - " + " ".join([f"-o /dev/null {url}"] * 300))
+    statuses = re.findall(r"^HTTP/[0-9.]+ (\d{3})", out, re.M)
+    assert len(statuses) == 300 and "200" in statuses and "429" in statuses, sorted(set(statuses))
+    limited = out[out.index(" 429") :].split("\r\n\r\n")[0].lower()
+    assert "retry-after:" in limited, limited
+    time.sleep(3)  # the bucket refills before the next test

@@ -7,9 +7,7 @@ proven and the host ends as the vault describes.
 
 from __future__ import annotations
 
-import json
 import secrets
-import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROJECT, run_playbook
+from conftest import PROJECT, api_key, run_playbook, start_load, stop_load
 
 LOAD_DIR = "/run/rotation-load"
 
@@ -31,34 +29,6 @@ def _rotate(passwords: dict[str, str], tmp_path: Path, tag: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
-
-
-def _start_load(host, environments, vault) -> None:
-    targets = [{"name": e.name, "port": e.api_port, "key": _key(vault, e)} for e in environments]
-    host.check_output(f"rm -rf {LOAD_DIR} && install -d -m 0700 {LOAD_DIR}")
-    host.check_output(f"umask 077; printf '%s' {shlex.quote(json.dumps(targets))} > {LOAD_DIR}/targets.json")
-    load_py = (Path(__file__).parent.parent / "files" / "load.py").read_text()
-    host.check_output(f"cat > {LOAD_DIR}/load.py <<'EOF'\n{load_py}\nEOF")
-    host.check_output(f"systemd-run --unit=rotation-load --collect python3 {LOAD_DIR}/load.py")
-    for _ in range(50):
-        if host.file(f"{LOAD_DIR}/started").exists:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the load generator did not start")
-
-
-def _stop_load(host) -> dict:
-    host.check_output(f"touch {LOAD_DIR}/stop")
-    for _ in range(150):
-        if host.file(f"{LOAD_DIR}/result.json").exists:
-            return json.loads(host.file(f"{LOAD_DIR}/result.json").content_string)
-        time.sleep(0.2)
-    raise AssertionError("the load generator did not finish")
-
-
-def _key(vault, env) -> str:
-    key = vault["vault_ingest_api_keys"][env.name]
-    return key if isinstance(key, str) else key[0]
 
 
 def _active_login_sql(env) -> str:
@@ -83,11 +53,13 @@ def test_rotation_under_load_loses_nothing_and_leaks_nothing(host, psql, environ
                                      f"'ROT{e.name.upper()}'", e.database)) for e in environments}
     old_logins = {e.name: psql.value(_active_login_sql(e)) for e in environments}
 
-    _start_load(host, environments, vault)
+    start_load(host, LOAD_DIR, [{"name": e.name, "url": f"http://127.0.0.1:{e.api_port}/ingest/market-data/",
+                                 "key": api_key(vault, e), "symbol": f"ROT{e.name.upper()}", "keepalive": False,
+                                 "pause": 0.02} for e in environments])
     time.sleep(2)
     outputs = [_rotate(new, tmp_path, "new")]
     time.sleep(2)
-    result = _stop_load(host)
+    result = stop_load(host, LOAD_DIR)
 
     for env in environments:
         stats = result[env.name]

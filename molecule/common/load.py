@@ -1,0 +1,82 @@
+"""Closed-loop load against API environments until a stop file appears (or a time bound).
+
+Runs inside a test host, started by support.start_load: a password rotation writes through each
+API directly, the cluster scenario's client writes through the TLS edge. Each request carries a
+distinct record; result.json lists per environment the requests sent, acknowledged (200) and
+every failure, so a test can check that nothing failed and nothing acknowledged is missing.
+
+    python3 load.py WORKDIR   (WORKDIR/targets.json, root-only: no key shows in ps or the journal:
+                              [{"name", "url", "key", "symbol", "keepalive", "pause"}])
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+WORK = Path(sys.argv[1])
+MAX_SECONDS = 600
+MAX_REQUESTS = 50_000
+
+
+def _connect(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    if parts.scheme == "https":  # the system trust store, which holds the inventory's CA
+        return http.client.HTTPSConnection(parts.hostname, parts.port, context=ssl.create_default_context(), timeout=30)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+
+
+def drive(target: dict, results: dict) -> None:
+    """keepalive: one connection for every request, as a client of the edge keeps it; otherwise a
+    new connection per request."""
+    path = urlsplit(target["url"]).path
+    # Timestamps no earlier run wrote, so the stored rows are this run's alone.
+    base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3650)
+    connection = _connect(target["url"])
+    sent = acked = 0
+    failures: list[str] = []
+    started = time.monotonic()
+    while not (WORK / "stop").exists() and time.monotonic() - started < MAX_SECONDS and sent < MAX_REQUESTS:
+        sent += 1
+        record = {"symbol": target["symbol"], "ts": (base + timedelta(seconds=sent)).isoformat(), "open": "10.5",
+                  "high": "11", "low": "10", "close": "10.75", "volume": sent, "vwap": "10.6"}
+        try:
+            connection.request("POST", path, body=json.dumps(record),
+                               headers={"Content-Type": "application/json", "X-API-Key": target["key"]})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status == 200:
+                acked += 1
+            else:
+                failures.append(f"{sent}: HTTP {response.status} {body[:200]!r}")
+        except (OSError, http.client.HTTPException) as exc:
+            failures.append(f"{sent}: {type(exc).__name__}: {exc}")
+            connection.close()
+        if not target["keepalive"]:
+            connection.close()
+        time.sleep(target["pause"])
+    connection.close()
+    results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures}
+
+
+def main() -> None:
+    targets = json.loads((WORK / "targets.json").read_text())
+    results: dict = {}
+    threads = [threading.Thread(target=drive, args=(target, results)) for target in targets]
+    for thread in threads:
+        thread.start()
+    (WORK / "started").touch()
+    for thread in threads:
+        thread.join()
+    (WORK / "result.json").write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""What the molecule scenarios' tests share: the project's paths, the inventory's environments
+with the names derived from them (by the dw_environments role's own filter plugin), the local
+vault, and a load generator run inside a test host."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
+INVENTORY = PROJECT / "inventories" / "local"
+
+
+def _load_names_module():
+    """The dw_environments role's filter plugin: the one place unit, role and port names are derived."""
+    path = PROJECT / "roles" / "dw_environments" / "filter_plugins" / "dw_environments.py"
+    spec = importlib.util.spec_from_file_location("dw_environment_names", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NAMES = _load_names_module()
+
+
+def role_default(role: str, name: str):
+    return yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text())[name]
+
+
+def inventory_environments() -> list[dict]:
+    """dw_environments of the local inventory, each with its derived names (unit, edge_port, ...)."""
+    group_vars = yaml.safe_load((INVENTORY / "group_vars" / "all" / "vars.yml").read_text())
+    return NAMES.resolve(group_vars["dw_environments"])
+
+
+def read_vault() -> dict:
+    out = subprocess.run(
+        ["ansible-vault", "view", "--vault-password-file", str(INVENTORY / "vault-password.txt"),
+         str(INVENTORY / "group_vars" / "all" / "vault.yml")],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return yaml.safe_load(out)
+
+
+def api_key(vault: dict, env) -> str:
+    key = vault["vault_ingest_api_keys"][env.name]
+    return key if isinstance(key, str) else key[0]
+
+
+def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook (a path under playbooks/, or ../site.yml) against the scenario's instances,
+    with the project's roles and the local inventory's vault; the output is returned, not checked."""
+    env = os.environ | {
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(INVENTORY / "vault-password.txt"),
+        "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / playbook), *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def start_load(host, workdir: str, targets: list[dict]) -> None:
+    """Start load.py inside the host as a transient unit; targets as load.py documents them."""
+    host.check_output(f"rm -rf {workdir} && install -d -m 0700 {workdir}")
+    host.check_output(f"umask 077; printf '%s' {shlex.quote(json.dumps(targets))} > {workdir}/targets.json")
+    load_py = (Path(__file__).parent / "load.py").read_text()
+    host.check_output(f"cat > {workdir}/load.py <<'EOF'\n{load_py}\nEOF")
+    unit = Path(workdir).name
+    host.check_output(f"systemd-run --unit={unit} --collect python3 {workdir}/load.py {workdir}")
+    for _ in range(50):
+        if host.file(f"{workdir}/started").exists:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the load generator did not start")
+
+
+def stop_load(host, workdir: str) -> dict:
+    """Stop it and return its result: per environment name, sent, acked and failures."""
+    host.check_output(f"touch {workdir}/stop")
+    for _ in range(150):
+        if host.file(f"{workdir}/result.json").exists:
+            return json.loads(host.file(f"{workdir}/result.json").content_string)
+        time.sleep(0.2)
+    raise AssertionError("the load generator did not finish")
