@@ -49,7 +49,7 @@ def vault() -> dict:
 def address() -> dict[str, str]:
     """Inventory host -> its pinned address on the scenario's network."""
     platforms = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]
-    return {p["name"]: p["ip"] for p in platforms}
+    return dict(platforms[0]["etc_hosts"])
 
 
 def _host_fixture(name: str):

@@ -72,7 +72,8 @@ def test_a_certificate_the_client_does_not_trust_fails(client1, environments):
     assert result.rc == 60, (result.rc, result.stderr)
 
 
-def test_the_request_id_travels_through(client1, api1, environments, vault):
+def test_the_request_id_travels_through_and_the_client_address_is_logged(client1, api1, address, environments,
+                                                                         vault):
     env = environments[2]
     request_id = uuid.uuid4().hex
     result = _curl(client1, f"https://api1:{env.edge_port}/ingest/market-data/", "-D - -o /dev/null", "-X POST",
@@ -81,6 +82,23 @@ def test_the_request_id_travels_through(client1, api1, environments, vault):
     assert f"x-request-id: {request_id}" in result.stdout.lower()
     journal = api1.check_output(f"journalctl --no-pager -o cat -u {env.unit} -n 200")
     assert request_id in journal
+    # The edge's own access log names the client (client1), not the proxy.
+    edge_log = api1.check_output("journalctl --no-pager -o cat -t dw_edge -n 500")
+    line = next(json.loads(entry) for entry in edge_log.splitlines() if request_id in entry)
+    assert line["client"] == address["client1"] and line["status"] == "200" and line["tls"].startswith("TLSv1."), line
+
+
+def test_a_body_over_the_limit_gets_the_apis_own_413(client1, api1, environments, vault):
+    env = environments[1]
+    key = shlex.quote("X-API-Key: " + api_key(vault, env))
+    # 5 MB of JSON-ish bytes, over the 4 MiB the API and the edge allow.
+    body = "head -c 5000000 /dev/zero | tr '\\0' 'a'"
+    write = "-w '\\n%{http_code} %{content_type}' -X POST -H 'Content-Type: application/json' --data-binary @-"
+    # curl asks with Expect: 100-continue, so both answer before the body is sent.
+    edge = client1.run(f"{body} | curl -sS {write} -H {key} https://api1:{env.edge_port}/ingest/market-data/").stdout
+    direct = api1.run(f"{body} | curl -sS {write} -H {key} http://127.0.0.1:{env.api_port}/ingest/market-data/").stdout
+    assert edge.splitlines()[-1].startswith("413 application/json"), edge[-300:]
+    assert edge == direct, (edge[-300:], direct[-300:])
 
 
 def test_a_client_over_its_rate_is_told_to_retry_later(client1, environments):
