@@ -11,7 +11,7 @@ import pytest
 
 from conftest import PGBACKREST, STANZA, run_playbook
 
-# repo1 local, repo2 secondary storage, repo3 S3 (enabled by this scenario's host_vars).
+# repo1 local, repo2 secondary storage, repo3 S3 (enabled by this scenario's group s3_repo3).
 REPOS = {1, 2, 3}
 
 
