@@ -26,6 +26,12 @@ from run import API_KEY, RESULTS, start, wrk  # noqa: E402 - bench/ goes on the 
 from tests.support.pgcluster import PgCluster, free_port  # noqa: E402
 
 
+def _short(frame: str) -> str:
+    """ "func (/path/to/file.py:12)" as "func (file.py)": one entry per function, not per line."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]})"
+
+
 def summarise(collapsed: Path, top: int) -> str:
     """Self and total time per function from py-spy's collapsed stacks ("a;b;c count")."""
     own: collections.Counter[str] = collections.Counter()
@@ -34,7 +40,7 @@ def summarise(collapsed: Path, top: int) -> str:
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         n = int(count)
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")" for f in stack.split(";") if " (" in f]
+        frames = [_short(f) for f in stack.split(";") if " (" in f]
         samples += n
         if frames:
             own[frames[-1]] += n
@@ -72,8 +78,21 @@ def main() -> None:
         collapsed = RESULTS / f"profile-c{args.concurrency}.txt"
         try:
             spy = subprocess.Popen(
-                ["py-spy", "record", "--format", "raw", "--nonblocking", "--duration", str(args.seconds),
-                 "--rate", "200", "--pid", str(service.pid), "--output", str(collapsed)],
+                [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--duration",
+                    str(args.seconds),
+                    "--rate",
+                    "200",
+                    "--pid",
+                    str(service.pid),
+                    "--output",
+                    str(collapsed),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

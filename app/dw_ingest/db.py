@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from .config import Settings
+from .fast_decode import Record
 from .group_commit import GroupCommit
 from .metrics import DB_SECONDS, GROUP_RECORDS
-from .fast_decode import Record
 
 log = logging.getLogger("dw_ingest.db")
 
