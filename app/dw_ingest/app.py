@@ -62,10 +62,14 @@ def _request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
+_INSERTED = RECORDS.labels(outcome="inserted")
+_DUPLICATES = RECORDS.labels(outcome="duplicate")
+
+
 def _count(result: WriteResult) -> None:
-    RECORDS.labels(outcome="inserted").inc(result.inserted)
+    _INSERTED.inc(result.inserted)
     if result.duplicates:
-        RECORDS.labels(outcome="duplicate").inc(result.duplicates)
+        _DUPLICATES.inc(result.duplicates)
 
 
 def create_app(settings: Settings | None = None) -> IngestAPI:
