@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import orjson
 
 from .models import MarketRecord
 
@@ -59,6 +60,7 @@ class Batch:
     records: list[dict[str, Any]]
     lines: list[int]  # the file line of each record
     last_line: int  # the last line read for this batch (blank or rejected lines included)
+    end: int  # the file offset after last_line, for the ETA
     rejected: list[tuple[int, str]] = field(default_factory=list)
     inserted: int = 0
     duplicates: int = 0
@@ -69,6 +71,7 @@ class Totals:
     """What is acknowledged, over every run on this file (kept in the resume point)."""
 
     line: int = 0
+    end: int = 0  # the file offset after `line`
     read: int = 0
     inserted: int = 0
     duplicates: int = 0
@@ -76,6 +79,7 @@ class Totals:
 
     def add(self, batch: Batch) -> None:
         self.line = batch.last_line
+        self.end = batch.end
         self.read += len(batch.lines) + len(batch.rejected)  # lines: the records stored
         self.inserted += batch.inserted
         self.duplicates += batch.duplicates
@@ -161,11 +165,11 @@ class Source:
             records.append(item)
             lines.append(line)
             if len(records) == size:
-                yield Batch(number, records, lines, self.line, rejected)
+                yield Batch(number, records, lines, self.line, self.position, rejected)
                 number += 1
                 records, lines, rejected = [], [], []
         if records or rejected:
-            yield Batch(number, records, lines, self.line, rejected)
+            yield Batch(number, records, lines, self.line, self.position, rejected)
 
     def close(self) -> None:
         self._file.close()
@@ -186,6 +190,7 @@ class ResumePoint:
             raise LoadError(f"{self.path} is the resume point of {state.get('source')}, not of this file", 2)
         return Totals(
             line=state["line"],
+            end=state["end"],
             read=state["read"],
             inserted=state["inserted"],
             duplicates=state["duplicates"],
@@ -202,15 +207,17 @@ class ResumePoint:
 class Progress:
     """Rows/s and ETA: redrawn in place on a terminal, a plain line every `every` seconds otherwise."""
 
-    def __init__(self, stream: IO[str], every: float, rows_before: int):
+    def __init__(self, stream: IO[str], every: float, rows_before: int, start_offset: int):
         self._stream = stream
         self._tty = stream.isatty()
         self._every = 0.25 if self._tty else every
         self._started = time.monotonic()
         self._last = self._started
         self._rows_before = rows_before
+        self._start_offset = start_offset  # where this run starts (after a resume point)
 
-    def update(self, rows: int, source: Source, force: bool = False) -> None:
+    def update(self, rows: int, acknowledged: int, size: int, force: bool = False) -> None:
+        """`acknowledged`: the file offset up to which every batch is stored; `size` 0 if unknown."""
         now = time.monotonic()
         if not force and now - self._last < self._every:
             return
@@ -218,9 +225,10 @@ class Progress:
         elapsed = max(now - self._started, 1e-9)
         rate = rows / elapsed
         text = f"{self._rows_before + rows:,} rows acknowledged, {rate:,.0f} rows/s"
-        if source.size and source.position:
-            done = source.position / source.size
-            eta = elapsed * (1 - done) / done if done < 1 else 0
+        if size and acknowledged > self._start_offset:
+            done = acknowledged / size
+            share = (acknowledged - self._start_offset) / (size - self._start_offset)
+            eta = elapsed * (1 - share) / share
             text += f", {done:.1%} of the file, ETA {int(eta // 60)}:{int(eta % 60):02d}"
         if self._tty:
             self._stream.write("\r\x1b[K" + text)
@@ -241,6 +249,7 @@ class Loader:
         self.totals = totals
         self.retries = 0
         self.rows_this_run = 0
+        self.acknowledged = totals.end
         self._done: dict[int, Batch] = {}
         self._next_to_ack = 0
         self._http = httpx.AsyncClient(
@@ -279,12 +288,12 @@ class Loader:
                     else:
                         pending.discard(task)
                         self._acknowledge(task.result())  # a LoadError propagates
-                progress.update(self.rows_this_run, source)
+                progress.update(self.rows_this_run, self.acknowledged, source.size)
         finally:
             for task in pending:  # after an error: the batches still on the wire are not acknowledged
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        progress.update(self.rows_this_run, source, force=True)
+        progress.update(self.rows_this_run, self.acknowledged, source.size, force=True)
 
     def _acknowledge(self, batch: Batch) -> None:
         """Fold finished batches into the totals in file order, so the resume point is a prefix."""
@@ -294,6 +303,7 @@ class Loader:
             done = self._done.pop(self._next_to_ack)
             self.totals.add(done)
             self.rows_this_run += len(done.lines)
+            self.acknowledged = done.end  # == self.totals.end
             self._next_to_ack += 1
             advanced = True
         if advanced:
@@ -325,7 +335,7 @@ class Loader:
         return batch
 
     async def _post(self, records: list[dict[str, Any]], first_line: int) -> httpx.Response:
-        body = json.dumps(records, separators=(",", ":")).encode()
+        body = orjson.dumps(records)
         failures = 0
         while True:
             wait = None
@@ -407,7 +417,7 @@ async def load(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise LoadError(f"cannot read {args.file}: {exc}", 2) from None
     loader = Loader(args, key, resume, totals)
-    progress = Progress(sys.stderr, args.progress_seconds, totals.read - len(totals.rejected))
+    progress = Progress(sys.stderr, args.progress_seconds, totals.read - len(totals.rejected), totals.end)
     started = time.monotonic()
     status = 0
     try:
