@@ -1,6 +1,6 @@
 """Profile the service under wrk as the bench drives it: py-spy samples the serving process.
 
-    .venv/bin/python bench/profile.py [--seconds 10] [--concurrency 8] [--top 25]
+    .venv/bin/python bench/profile.py [--seconds 10] [--concurrency 8] [--top 25] [--app-dir DIR]
 
 Starts a throwaway PostgreSQL and the service (one worker, LOG_LEVEL=info as deployed, so the
 access log is part of the profile), points wrk with bench/post_single.lua at the single-record
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--log-level", default="info", help="the service's LOG_LEVEL (deployed: info)")
+    parser.add_argument("--app-dir", type=Path, default=ROOT / "app", help="the service to profile (default app/)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     pg = PgCluster().init()
@@ -74,7 +75,9 @@ def main() -> None:
             "DB_POOL_MAX": "32",
             "API_PORT": str(port),
         }
-        service = start([sys.executable, "-m", "dw_ingest"], env, port, RESULTS / "profile-service.log")
+        service = start(
+            [sys.executable, "-m", "dw_ingest"], env, port, RESULTS / "profile-service.log", cwd=args.app_dir
+        )
         collapsed = RESULTS / f"profile-c{args.concurrency}.txt"
         try:
             spy = subprocess.Popen(
