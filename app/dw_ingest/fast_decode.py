@@ -6,7 +6,8 @@ the model accepts, for which both yield the same values: any record it cannot ta
 unknown field, a float where an int belongs, a decimal with more than 8 places or in exponent
 form, a time with more than 6 fractional digits, a breach of the bar's rules, not UTF-8, not
 JSON...) makes the caller run the model's path on the same body, which answers exactly as before.
-About 0.8 against 3.4 microseconds per record for json.loads(parse_float=Decimal) and pydantic.
+Measured on a 1,000-record batch: 7.8 against 17.8 microseconds of CPU per record for
+json.loads(parse_float=Decimal) and pydantic (3.4 of the 7.8 are msgspec's decoding itself).
 """
 
 from __future__ import annotations
