@@ -158,3 +158,23 @@ def test_a_rerun_after_the_cutover_changes_nothing_and_says_so():
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"mig-server\s*:.*changed=0", result.stdout), result.stdout[-2000:]
     assert "nothing to do" in result.stdout
+
+
+def test_prepare_refuses_a_new_table_that_already_has_rows(host):
+    # As if nothing were cut over yet (another state directory): the tables now hold rows, and
+    # prepare must stop before it changes anything, naming the databases and what to do.
+    result = run_playbook(
+        "migrate.yml",
+        "-e",
+        "migrate_source='host=mig-legacy port=5432'",
+        "-e",
+        "migrate_step=prepare",
+        "-e",
+        "migration_state_dir=/tmp/migration-probe",
+    )
+    host.run("rm -rf /tmp/migration-probe")
+    assert result.returncode != 0
+    for database in DATABASES:
+        assert re.search(rf"{database}: staging.market_data on the new server already has \d+ rows", result.stdout)
+    assert "take no writes on the new server before the cutover" in result.stdout
+    assert sql(host, "postgres", "SELECT count(*) FROM pg_subscription") == "0"
