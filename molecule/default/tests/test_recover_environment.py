@@ -119,8 +119,9 @@ def test_recover_dev_to_a_point_in_time_while_prod_keeps_writing(host, psql, env
     # Test: untouched.
     assert psql.value(FINGERPRINT, test.database) == test_at_t
 
-    report = next(line for line in output.splitlines() if "recovered dev (" in line)
-    reached = re.search(r"reached (\S+ \S+),", report).group(1)
+    # The report as one line (the output wraps it).
+    report = re.search(r"recovered dev \(.*? took [\d.]+ s", " ".join(output.split())).group(0)
+    reached = re.search(r"reached (\S+ \S+);", report).group(1)
     assert psql.value(f"SELECT '{reached}'::timestamptz <= '{target}'::timestamptz") == "t", report
     assert f"rows before none, after {dev_rows_at_t};" in report, report
     assert "kept aside: none (it did not exist)" in report, report
