@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from conftest import role_default
+from support import role_default  # molecule/common (the migration scenario runs this file too)
 
 
 def test_postgresql_service_runs_and_is_enabled(host):
