@@ -65,7 +65,9 @@ Record = MarketRecord | FastRecord  # type: ignore[valid-type]
 _PRICES = tuple(name for name, field in MarketRecord.model_fields.items() if field.annotation is Decimal)
 _RECORD = msgspec.json.Decoder(FastRecord)
 _RECORDS = msgspec.json.Decoder(list[FastRecord])
-_DecodeFailed = (msgspec.ValidationError, msgspec.DecodeError)
+# msgspec checks UTF-8 only when it builds a str, and then raises UnicodeDecodeError (a ValueError),
+# not a DecodeError: a body that is not UTF-8 must reach the model's path and its 422 too.
+_DecodeFailed = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 
 
 def _exact_price(value: Decimal) -> bool:

@@ -145,3 +145,12 @@ def test_batches_are_all_fast_or_all_left_to_the_model():
     assert fast_batch(json.dumps(bad).encode(), 1000) is None
     assert fast_batch(json.dumps(good).encode(), 19) is None
     assert fast_batch(b"[]", 1000) is None
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"symbol":"\xff\xfe","ts":"2026-01-01T00:00:00Z"}', b'[{"symbol":"A\xc3"}]'], ids=["record", "batch"]
+)
+def test_a_body_that_is_not_utf8_is_left_to_the_model(body):
+    # msgspec raises UnicodeDecodeError, not DecodeError, for bad UTF-8 inside a string.
+    assert fast_record(body) is None
+    assert fast_batch(body, 1000) is None
