@@ -179,7 +179,8 @@ def test_prepare_refuses_a_new_table_that_already_has_rows(host):
         "migration_state_dir=/tmp/migration-probe",
     )
     host.run("rm -rf /tmp/migration-probe")
-    output = _plain(result.stdout)
+    # ansible-core writes a failed task's message to stderr.
+    output = _plain(result.stdout + result.stderr)
     assert result.returncode != 0
     for database in DATABASES:
         assert re.search(rf"{database}: staging.market_data on the new server already has \d+ rows", output), output
