@@ -15,7 +15,7 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import STANZA, role_default
+from conftest import STANZA, refresh_backup_metrics, role_default
 
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
 WEBHOOK_PORT = 9199
@@ -111,12 +111,15 @@ def test_exporter_login_reads_no_market_data(host, psql, environments):
 
 def test_backup_facts_reach_prometheus(host):
     textfile = host.file(f"{role_default('node_exporter', 'node_exporter_textfile_dir')}/dw_pgbackrest.prom")
+    written = refresh_backup_metrics(host)
     assert textfile.exists and textfile.mode == 0o644
-    ends = wait_for(
-        "backup end times in Prometheus",
-        lambda: query(host, "max by (repo) (dw_pgbackrest_backup_last_end_timestamp_seconds)"),
-        timeout=30,
+    # Prometheus has scraped the file this test wrote, not an older one.
+    wait_for(
+        "a scrape of the refreshed backup metrics",
+        lambda: query(host, f"dw_pgbackrest_info_timestamp_seconds >= {written:.0f}"),
+        timeout=60,
     )
+    ends = query(host, "max by (repo) (dw_pgbackrest_backup_last_end_timestamp_seconds)")
     repos = {r["metric"]["repo"]: float(r["value"][1]) for r in ends}
     assert {"1", "2"} <= set(repos), repos
     # Real backups of this converge: each ended in the past, and not long ago.
