@@ -6,6 +6,14 @@ answers are one small body each. On loopback every send also runs the receiver's
 the profile of the service under wrk had about a third of its samples in that send (bench/profile.py).
 Here the head is held until the first body part and both leave together: half the sends, and the
 client reads one segment instead of two. What is written is byte for byte the same.
+
+It also answers the first request of a connection accepted just before a graceful shutdown.
+uvicorn's shutdown closes every connection without a request in progress, including one it has
+just accepted whose request is already in the socket's buffer, unread: the client gets a reset
+for a request it sent before the shutdown began (seen during a password rotation's restart under
+load). Such a connection now gets FIRST_REQUEST_GRACE seconds to deliver its request, which is
+answered with `Connection: close`; a connection that has already been served is closed at once,
+as before.
 """
 
 from __future__ import annotations
@@ -62,11 +70,36 @@ class CoalescingCycle(RequestResponseCycle):
                 self.transport.close()
 
 
+# How long a connection accepted before a shutdown, with no request read yet, may take to deliver
+# one: the request is normally in its buffer already and only waits for the event loop.
+FIRST_REQUEST_GRACE = 1.0
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol serving each request with a CoalescingCycle."""
+    """HttpToolsProtocol serving each request with a CoalescingCycle, and draining fresh
+    connections on shutdown."""
+
+    _requests = 0
+    _draining = False
+
+    def shutdown(self) -> None:
+        if self.cycle is None and self._requests == 0:
+            # Not idle but new: its request may be in the buffer, unread. Close it only if none
+            # arrives in time (uvicorn waits for open connections before it stops the app).
+            self._draining = True
+            self.loop.call_later(FIRST_REQUEST_GRACE, self._close_if_unused)
+            return
+        super().shutdown()
+
+    def _close_if_unused(self) -> None:
+        if self._requests == 0 and not self.transport.is_closing():
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
+        self._requests += 1
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
         # uvicorn names its cycle class inside this method; the cycle's task has not started yet
         # (it looks up send when it runs), so its class can still be the subclass.
         if type(self.cycle) is RequestResponseCycle:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -143,3 +146,61 @@ def test_schema_file_applies_twice_without_error(cluster):
         )
         == "7"
     )
+
+
+def _accepted(host_port: tuple[str, int]) -> socket.socket:
+    """A connection the server has accepted, its request not yet sent."""
+    conn = socket.create_connection(host_port, timeout=10)
+    time.sleep(0.3)  # the server's event loop accepts it and waits for its request
+    return conn
+
+
+def test_a_connection_accepted_before_shutdown_gets_its_request_answered(cluster, tmp_path):
+    server = start_server(cluster, tmp_path)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    symbol = unique_symbol("SD")
+    body = json.dumps(record(symbol)).encode()
+    request = (
+        f"POST /ingest/market-data/ HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    fresh = _accepted((host, int(port)))
+    served = _accepted((host, int(port)))
+    try:
+        # A connection already served and idle is closed at shutdown, as before.
+        served.sendall(request.replace(symbol.encode(), unique_symbol("SD").encode()))
+        assert served.recv(65536).startswith(b"HTTP/1.1 200")
+        # The shutdown begins while the fresh connection's request is still on its way: uvicorn
+        # alone closed such a connection at once, and the client got a reset or nothing.
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        fresh.sendall(request)
+        answer = b""
+        while chunk := fresh.recv(65536):
+            answer += chunk
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, answer
+        assert served.recv(65536) == b""
+        assert server.process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+        assert server.count_symbol(symbol) == 1
+    finally:
+        fresh.close()
+        served.close()
+        server.stop()
+
+
+def test_a_connection_that_sends_nothing_does_not_hold_up_shutdown(cluster, tmp_path):
+    server = start_server(cluster, tmp_path)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    silent = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+        # It is closed after the grace for a first request, not after the 15 s graceful timeout.
+        assert time.monotonic() - started < 5
+        assert silent.recv(65536) == b""
+    finally:
+        silent.close()
+        server.stop()
