@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from .config import ConfigError, Settings
+from .http_protocol import CoalescingHttpToolsProtocol
 from .logs import configure_logging
 
 
@@ -35,7 +36,7 @@ def main() -> int:
         factory=True,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,  # httptools, one write per small response
         access_log=False,  # dw_ingest.access logs one line per request, with its id and counts
         log_config=None,
         log_level=settings.log_level,

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from .config import Settings
+from .fast_decode import Record
 from .group_commit import GroupCommit
 from .metrics import DB_SECONDS, GROUP_RECORDS
-from .models import MarketRecord
 
 log = logging.getLogger("dw_ingest.db")
 
@@ -98,7 +98,7 @@ class Database:
         conflict = _ON_CONFLICT[settings.conflict_policy]
         self._insert_many = _INSERT_MANY.format(conflict=conflict)
         self._insert_group = _INSERT_GROUP.format(conflict=conflict)
-        self._group: GroupCommit[MarketRecord, WriteResult] = GroupCommit(
+        self._group: GroupCommit[Record, WriteResult] = GroupCommit(
             self._write_group, _key, max_items=_GROUP_MAX_RECORDS, writers=_GROUP_WRITERS
         )
 
@@ -148,18 +148,18 @@ class Database:
         except _UNAVAILABLE as exc:
             raise DatabaseUnavailable(_describe(exc)) from None
 
-    async def write_one(self, record: MarketRecord) -> WriteResult:
+    async def write_one(self, record: Record) -> WriteResult:
         """Returns once the record is committed (in a group with the requests that came with it)."""
         return await self._group.submit(record)
 
-    async def _write_group(self, records: Sequence[MarketRecord]) -> list[WriteResult]:
+    async def _write_group(self, records: Sequence[Record]) -> list[WriteResult]:
         GROUP_RECORDS.observe(len(records))
         result = await self._write("insert_one", "fetch", self._insert_group, records)
         written = {(r["symbol"], r["ts"]): r["inserted"] for r in result}
         # No row back: the conflict policy kept the existing row unchanged.
         return [_outcome(written.get(_key(r))) for r in records]
 
-    async def write_many(self, records: Sequence[MarketRecord]) -> WriteResult:
+    async def write_many(self, records: Sequence[Record]) -> WriteResult:
         rows = records
         if self._settings.conflict_policy == "update":
             # One statement may not update the same row twice: the last version of a bar wins.
@@ -167,7 +167,7 @@ class Database:
         result = await self._write("insert_many", "fetchrow", self._insert_many, rows)
         return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
 
-    async def _write(self, operation: str, method: str, statement: str, records: Sequence[MarketRecord]) -> Any:
+    async def _write(self, operation: str, method: str, statement: str, records: Sequence[Record]) -> Any:
         """One write statement on a pooled connection, timed in DB_SECONDS (failures too); errors that
         mean "not now" become DatabaseUnavailable."""
         started = time.perf_counter()
@@ -188,11 +188,11 @@ _GROUP_MAX_RECORDS = 1000
 _GROUP_WRITERS = 1
 
 
-def _key(record: MarketRecord) -> tuple[str, datetime]:
+def _key(record: Record) -> tuple[str, datetime]:
     return (record.symbol, record.ts)
 
 
-def _columns(records: Sequence[MarketRecord]) -> list[tuple[object, ...]]:
+def _columns(records: Sequence[Record]) -> list[tuple[object, ...]]:
     """The unnest arguments, rows in key order: two writes in flight then take the unique index's
     locks in the same order and cannot deadlock on each other."""
     rows = sorted(

@@ -3,17 +3,42 @@ request, and a JSON 500 for whatever nothing else handled."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import time
-import uuid
 
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .logs import FLUSH_LATER
 from .metrics import REQUESTS
 
 log = logging.getLogger("dw_ingest.access")
 app_log = logging.getLogger("dw_ingest")
+
+# Request ids: 32 hex digits like a UUID, a random half per process and a counter, so an id costs
+# no getrandom(2) call (uuid4 makes one per request) and stays unique across processes and restarts.
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+# One counter child per (route, method, status), looked up without labels()' lock and checks.
+_request_counters: dict[tuple[str, str, int], Counter] = {}
+
+
+def _count_request(route: str, method: str, status: int) -> None:
+    child = _request_counters.get((route, method, status))
+    if child is None:
+        child = _request_counters.setdefault(
+            (route, method, status), REQUESTS.labels(route=route, method=method, status=str(status))
+        )
+    child.inc()
 
 
 class AccessLog:
@@ -25,18 +50,48 @@ class AccessLog:
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        self._in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        self._in_flight += 1
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = incoming if incoming and incoming.isprintable() else uuid.uuid4().hex
+        request_id = incoming if incoming and incoming.isprintable() else new_request_id()
         scope.setdefault("state", {})
         status = 500
         response_started = False
+        logged = False
+
+        def finish() -> None:
+            """The metrics and the log line. Called before the last body part is sent, so the line
+            is in the log by the time the client has its answer."""
+            nonlocal logged
+            logged = True
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            route = scope.get("route")
+            route_path = getattr(route, "path", "unmatched")
+            _count_request(route_path, scope["method"], status)
+            records = scope["state"].get("records")
+            counts = (
+                f" received={records.received} inserted={records.inserted} duplicates={records.duplicates}"
+                if records
+                else ""
+            )
+            log.info(
+                "request_id=%s method=%s path=%s status=%d latency_ms=%.2f%s",
+                request_id,
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed_ms,
+                counts,
+                # While other requests are in flight, their lines can leave in one write with this one.
+                extra={FLUSH_LATER: self._in_flight > 1},
+            )
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -44,6 +99,8 @@ class AccessLog:
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body") and not logged:
+                finish()
             await send(message)
 
         try:
@@ -64,22 +121,6 @@ class AccessLog:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            route = scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
-            REQUESTS.labels(route=route_path, method=scope["method"], status=str(status)).inc()
-            records = scope["state"].get("records")
-            counts = (
-                f" received={records.received} inserted={records.inserted} duplicates={records.duplicates}"
-                if records
-                else ""
-            )
-            log.info(
-                "request_id=%s method=%s path=%s status=%d latency_ms=%.2f%s",
-                request_id,
-                scope["method"],
-                scope["path"],
-                status,
-                elapsed_ms,
-                counts,
-            )
+            if not logged:
+                finish()
+            self._in_flight -= 1

@@ -149,14 +149,20 @@ class MarketRecord(BaseModel):
 
     def consistency_errors(self) -> list[dict[str, Any]]:
         """The bar's internal rules, each reported on the field that breaks it."""
-        errors = []
-        if self.low > min(self.open, self.close):
-            errors.append(_error("low", "low must not exceed open or close", self.low))
-        if max(self.open, self.close) > self.high:
-            errors.append(_error("high", "high must not be below open or close", self.high))
-        if not self.low <= self.vwap <= self.high:
-            errors.append(_error("vwap", "vwap must lie between low and high", self.vwap))
-        return errors
+        return consistency_errors(self)
+
+
+def consistency_errors(bar: Any) -> list[dict[str, Any]]:
+    """low <= open, close <= high and low <= vwap <= high, each breach on the field that breaks it.
+    `bar` is a MarketRecord or the fast path's struct generated from it (fast_decode.py)."""
+    errors = []
+    if bar.low > min(bar.open, bar.close):
+        errors.append(_error("low", "low must not exceed open or close", bar.low))
+    if max(bar.open, bar.close) > bar.high:
+        errors.append(_error("high", "high must not be below open or close", bar.high))
+    if not bar.low <= bar.vwap <= bar.high:
+        errors.append(_error("vwap", "vwap must lie between low and high", bar.vwap))
+    return errors
 
 
 def _error(field: str, message: str, value: Any) -> dict[str, Any]:

@@ -12,6 +12,10 @@ integers in floating point, so it may draw 9223372036854775998 as below "exclusi
 9223372036854775808 (both round to 2**63) and expect it accepted. Such a volume is put back on
 the largest one the schema allows; in a positive case, any volume beyond it is.
 
+And a time on the first or last day of the calendar with an offset that takes it out of years
+1 to 9999 in UTC (0001-01-01T00:00:01+06:03): the pattern cannot say so, and the service rightly
+refuses it. In a positive case its year moves one step inward (0001 to 0002, 9999 to 9998).
+
 Standalone (schemathesis only), so that it also runs where the service is not installed: loaded
 by the pytest run (import) and by `st run` with SCHEMATHESIS_HOOKS=<path of this file>. Through
 as_strategy() the hook runs before the case gets its metadata; the pytest run calls it once more.
@@ -19,6 +23,7 @@ as_strategy() the hook runs before the case gets its metadata; the pytest run ca
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -36,10 +41,24 @@ def _value(price: Any) -> Decimal:
         return Decimal(0)
 
 
+def _in_utc_range(ts: str) -> bool:
+    try:
+        datetime.fromisoformat(ts.replace("z", "Z").replace("Z", "+00:00")).astimezone(UTC)
+    except OverflowError:
+        return False
+    except ValueError:
+        return True  # not a time at all: the case is about something else
+    return True
+
+
 def consistent(record: Any, *, positive: bool) -> Any:
-    """The record with its prices in a valid order and its volume within the bound (see above)."""
+    """The record with its prices in a valid order, its volume within the bound and its time
+    within the calendar in UTC (see above)."""
     if not isinstance(record, dict) or not all(field in record for field in PRICE_ORDER):
         return record
+    ts = record.get("ts")
+    if positive and isinstance(ts, str) and not _in_utc_range(ts):
+        record = record | {"ts": ("0002" if ts.startswith("0001") else "9998") + ts[4:]}
     prices = sorted((record[field] for field in PRICE_ORDER), key=_value)
     volume = record.get("volume")
     if isinstance(volume, int | float) and volume > VOLUME_MAX and (positive or float(volume) == 2.0**63):

@@ -163,13 +163,14 @@ def test_each_missing_field_is_named(client, missing):
         (b"{not json", "application/json", 422),
         (b'{"open": NaN}', "application/json", 422),
         (b"\xff\xfe\xfa", "application/json", 422),
+        (b'{"symbol":"\xff\xfe","ts":"2026-01-01T00:00:00Z"}', "application/json", 422),
         (b"[" * 100_000 + b"]" * 100_000, "application/json", 422),
         (b'"just a string"', "application/json", 422),
         (b"[]", "application/json", 422),
         (b"symbol=AAPL", "application/x-www-form-urlencoded", 415),
         (b"", "application/json", 422),
     ],
-    ids=["broken", "nan", "bad-utf8", "deeply-nested", "string", "empty-array", "form", "empty"],
+    ids=["broken", "nan", "bad-utf8", "utf8-in-string", "deeply-nested", "string", "empty-array", "form", "empty"],
 )
 def test_malformed_bodies_get_4xx_and_add_nothing(client, server, body, content_type, status):
     before = server.count()

@@ -61,6 +61,7 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.Co
         "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
         "ANSIBLE_VAULT_PASSWORD_FILE": str(INVENTORY / "vault-password.txt"),
         "ANSIBLE_PIPELINING": "true",
+        "ANSIBLE_CONNECTION_PLUGINS": str(PROJECT / "molecule" / "common" / "connection_plugins"),
         "ANSIBLE_NOCOLOR": "1",
     }
     return subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,3 +99,21 @@ def active_api_login(host, environments) -> dict[str, str]:
     can_login = set(out.split())
     return {env.database: login for env in environments for login in env.names["api_logins"].values()
             if login in can_login}
+
+
+def refresh_backup_metrics(host) -> float:
+    """Rewrites the backup metrics from the repositories as they are now and returns when.
+
+    A failed backup unit starts dw-backup-metrics through dw-unit-failed@ (OnFailure=); a test
+    that broke a repository on purpose may have repaired it while that run was still reading it.
+    Waiting for such a run to end and starting a fresh one leaves metrics that describe the
+    repaired repositories, not the fault the test injected.
+    """
+    deadline = time.monotonic() + 300
+    while host.run("systemctl is-active dw-backup-metrics.service").stdout.strip() in ("activating", "deactivating"):
+        assert time.monotonic() < deadline, "dw-backup-metrics.service did not finish within 300 s"
+        time.sleep(1)
+    started = time.time()
+    host.check_output("systemctl start dw-backup-metrics.service")
+    return started
+

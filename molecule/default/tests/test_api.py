@@ -111,3 +111,19 @@ def test_killed_api_is_restarted_and_ready_within_fifteen_seconds(host, environm
             return
         time.sleep(0.5)
     raise AssertionError(f"{unit} was not ready again within 15 s of kill -9")
+
+
+def test_apis_reach_the_local_database_over_its_unix_socket(host, psql, environments):
+    """With PostgreSQL on the same host the APIs use its socket (SCRAM, no TLS): no API session
+    comes over TCP (a socket session has no client address)."""
+    for env in environments:
+        host.check_output(f"curl -sf http://127.0.0.1:{env.api_port}/ready")  # at least one session
+        env_file = host.file(env.env_file).content_string
+        assert "@/" + env.database + "?host=/var/run/postgresql&port=" in env_file
+    sessions = psql.value(
+        "SELECT count(*) FILTER (WHERE client_addr IS NULL) || ' ' "
+        "|| count(*) FILTER (WHERE client_addr IS NOT NULL) "
+        "FROM pg_stat_activity WHERE application_name LIKE 'dw-ingest-%'"
+    )
+    over_socket, over_tcp = map(int, sessions.split())
+    assert over_socket >= len(environments) and over_tcp == 0, sessions

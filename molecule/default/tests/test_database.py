@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 
+from support import role_default  # molecule/common (the migration scenario runs this file too)
+
 
 def test_postgresql_service_runs_and_is_enabled(host):
     units = host.check_output("systemctl list-units --plain --no-legend 'postgresql@*' | awk '{print $1}'")
@@ -85,9 +87,15 @@ def test_pg_hba_has_no_weak_rules(psql):
 
 
 def test_every_login_password_is_scram(psql):
+    # The exporter's monitoring login has no password at all: pg_hba admits it by peer only.
+    monitoring = role_default("postgresql", "postgresql_monitoring_login")
     assert psql.value(
-        "SELECT count(*) FROM pg_authid WHERE rolcanlogin AND rolname <> 'postgres' "
-        "AND (rolpassword IS NULL OR rolpassword NOT LIKE 'SCRAM-SHA-256$%')") == "0"
+        "SELECT count(*) FROM pg_authid WHERE rolcanlogin AND rolname NOT IN ('postgres', "
+        f"'{monitoring}') AND (rolpassword IS NULL OR rolpassword NOT LIKE 'SCRAM-SHA-256$%')") == "0"
+    assert psql.value(f"SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = '{monitoring}'") == "t"
+    assert psql.value(
+        "SELECT string_agg(type || ':' || array_to_string(database, ',') || ':' || auth_method, ' ') "
+        f"FROM pg_hba_file_rules WHERE '{monitoring}' = ANY(user_name)") == "local:postgres:peer"
 
 
 def test_public_has_no_connect_and_no_create_on_public(psql, environments):

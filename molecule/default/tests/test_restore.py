@@ -48,6 +48,9 @@ def test_restore_refuses_without_naming_the_host(host, psql, environments, confi
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "overwrites the live PostgreSQL cluster" in output and "restore_confirm" in output, output[-2000:]
+    # It says that every environment goes back in time, naming each, and where one alone is recovered.
+    assert "rewinds EVERY environment" in output and "recover-environment.yml" in output, output[-2000:]
+    assert all(f"{env.name} ({env.database})" in output for env in environments), output[-2000:]
     # Nothing was stopped.
     assert "Stop the API units" not in output
     assert psql.value("SELECT 1") == "1"

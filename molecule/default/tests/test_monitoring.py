@@ -1,0 +1,214 @@
+"""Monitoring, end to end: Prometheus scrapes every target, the exporters' login reads nothing of
+the market data, backup facts reach Prometheus, and a broken repository goes from a failed backup
+unit to a firing alert at a webhook and back to resolved; dw-status says the same.
+
+The scenario's group monitoring_test (group_vars/monitoring_test.yml) shortens the intervals and
+points Alertmanager at the webhook receiver this module starts inside the instance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+import urllib.parse
+
+import pytest
+from conftest import STANZA, refresh_backup_metrics, role_default
+
+PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
+WEBHOOK_PORT = 9199
+WEBHOOK_LOG = "/run/dw-test-webhook.jsonl"
+REPO1 = role_default("pgbackrest", "pgbackrest_repo1_path")
+BACKUP_UNIT = "pgbackrest-daily.service"
+
+# A receiver for Alertmanager's webhook: each POST body becomes one line of WEBHOOK_LOG, with the
+# time it arrived.
+RECEIVER = f"""
+import http.server, json, time
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with open({WEBHOOK_LOG!r}, "a") as log:
+            log.write(json.dumps({{"received": time.time(), "body": body}}) + "\\n")
+        self.send_response(200)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", {WEBHOOK_PORT}), Handler).serve_forever()
+"""
+
+
+def get_json(host, url: str) -> dict:
+    return json.loads(host.check_output(f"curl -sf {shlex.quote(url)}"))
+
+
+def query(host, promql: str) -> list[dict]:
+    return get_json(host, f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': promql})}")["data"]["result"]
+
+
+def wait_for(what: str, probe, timeout: float = 120, every: float = 1):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def test_services_listen_on_loopback_only(host):
+    listening = host.check_output("ss -ltnH")
+    for port in (9090, 9093, 9100, 9187):
+        addresses = re.findall(rf"\s(\S+):{port}\s", listening)
+        assert addresses == ["127.0.0.1"], (port, addresses)
+    assert ":9094 " not in listening, "Alertmanager's cluster port must stay closed"
+
+
+def test_every_target_is_scraped_and_healthy(host, environments):
+    def targets():
+        active = get_json(host, f"{PROMETHEUS}/api/v1/targets")["data"]["activeTargets"]
+        return active if active and all(t["health"] == "up" for t in active) else None
+
+    active = wait_for("every target up", targets, timeout=60)
+    jobs = sorted(t["labels"]["job"] for t in active)
+    assert jobs == sorted(["alertmanager", "node", "postgres", "prometheus"] + ["dw-api"] * len(environments))
+    assert {t["labels"]["environment"] for t in active if t["labels"]["job"] == "dw-api"} == {
+        e.name for e in environments
+    }
+    # The postgres exporter is logged in (pg_up), and archiving's backlog query answers.
+    assert [r["value"][1] for r in query(host, "pg_up")] == ["1"]
+    assert query(host, "dw_archive_ready_segments"), "the exporter's extra query returned nothing"
+
+
+def test_exporter_login_reads_no_market_data(host, psql, environments):
+    login = role_default("postgresql", "postgresql_monitoring_login")
+    assert psql.value(f"SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles WHERE rolname = '{login}'") == "f"
+    assert psql.value(f"SELECT pg_has_role('{login}', 'pg_monitor', 'member')") == "t"
+    assert psql.value(f"SELECT pg_has_role('{login}', 'pg_read_all_data', 'member')") == "f"
+    for env in environments:
+        assert (
+            psql.value(f"SELECT has_database_privilege('{login}', current_database(), 'CONNECT')", db=env.database)
+            == "f"
+        )
+        assert (
+            psql.value(f"SELECT has_table_privilege('{login}', 'staging.market_data', 'SELECT')", db=env.database)
+            == "f"
+        )
+        # And for real: its own peer login is refused on the environment's database...
+        refused = host.run(f"runuser -u {login} -- psql -X -A -t -d {env.database} -c 'TABLE staging.market_data'")
+        assert refused.rc != 0 and "no pg_hba.conf entry" in refused.stderr, refused.stderr
+    # ...and works on postgres, where it reads statistics.
+    assert (
+        int(
+            host.check_output(
+                f"runuser -u {login} -- psql -X -A -t -d postgres -c 'SELECT count(*) FROM pg_stat_activity'"
+            )
+        )
+        >= 1
+    )
+
+
+def test_backup_facts_reach_prometheus(host):
+    textfile = host.file(f"{role_default('node_exporter', 'node_exporter_textfile_dir')}/dw_pgbackrest.prom")
+    written = refresh_backup_metrics(host)
+    assert textfile.exists and textfile.mode == 0o644
+    # Prometheus has scraped the file this test wrote, not an older one.
+    wait_for(
+        "a scrape of the refreshed backup metrics",
+        lambda: query(host, f"dw_pgbackrest_info_timestamp_seconds >= {written:.0f}"),
+        timeout=60,
+    )
+    ends = query(host, "max by (repo) (dw_pgbackrest_backup_last_end_timestamp_seconds)")
+    repos = {r["metric"]["repo"]: float(r["value"][1]) for r in ends}
+    assert {"1", "2"} <= set(repos), repos
+    # Real backups of this converge: each ended in the past, and not long ago.
+    assert all(0 < time.time() - end < 86400 for end in repos.values()), repos
+    assert [r["value"][1] for r in query(host, 'dw_pgbackrest_info_success{host!=""}')] == ["1"]
+
+
+def _unit_exit_time(host, unit: str) -> float:
+    usec = host.check_output(f"systemctl show -P ExecMainExitTimestampMonotonic {unit}")
+    uptime = float(host.check_output("cut -d' ' -f1 /proc/uptime"))
+    return time.time() - uptime + int(usec) / 1e6
+
+
+def _webhook_alerts(host, status: str) -> list[dict]:
+    out = host.run(f"cat {WEBHOOK_LOG}").stdout
+    found = []
+    for line in out.splitlines():
+        entry = json.loads(line)
+        for alert in entry["body"]["alerts"]:
+            if (alert["labels"]["alertname"], alert["labels"].get("name"), alert["status"]) == (
+                "DwBackupUnitFailed",
+                BACKUP_UNIT,
+                status,
+            ):
+                found.append({"received": entry["received"], **alert})
+    return found
+
+
+def _dw_status(host):
+    result = host.run("dw-status --json")
+    return result.rc, json.loads(result.stdout)
+
+
+@pytest.fixture
+def webhook(host):
+    host.run("systemctl stop dw-test-webhook.service; systemctl reset-failed dw-test-webhook.service")
+    host.check_output(f"rm -f {WEBHOOK_LOG}")
+    host.check_output(f"systemd-run --unit=dw-test-webhook --quiet python3 -c {shlex.quote(RECEIVER)}")
+    yield
+    host.run("systemctl stop dw-test-webhook.service")
+
+
+def test_broken_repository_alerts_and_recovers(host, webhook):
+    backup_dir = f"{REPO1}/backup/{STANZA}"
+    mode = host.check_output(f"stat -c %a {backup_dir}")
+    # A healthy start (an alert from an earlier test, such as a killed API, resolves first).
+    wait_for("dw-status to exit 0 before the break", lambda: _dw_status(host)[0] == 0, timeout=90, every=3)
+    try:
+        host.check_output(f"chmod 0500 {backup_dir}")
+        assert host.run(f"systemctl start {BACKUP_UNIT}").rc != 0, "the backup should fail on an unwritable repository"
+        failed_at = _unit_exit_time(host, BACKUP_UNIT)
+        # The hook logged one line naming the unit.
+        journal = host.check_output("journalctl -q -o cat -t dw-unit-failed --since -2min")
+        assert f"{BACKUP_UNIT} failed: result=exit-code" in journal
+
+        def prometheus_alert():
+            alerts = get_json(host, f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+            return [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "DwBackupUnitFailed" and a["labels"]["name"] == BACKUP_UNIT
+            ]
+
+        seen = wait_for("the alert in Prometheus", prometheus_alert, timeout=60)
+        assert seen[0]["state"] in ("pending", "firing")
+        assert "pgbackrest-daily.service failed" in seen[0]["annotations"]["summary"]
+        delivered = wait_for("the alert at the webhook", lambda: _webhook_alerts(host, "firing"), timeout=120)
+        print(f"failed unit -> Alertmanager webhook: {delivered[0]['received'] - failed_at:.1f} s")
+
+        rc, status = _dw_status(host)
+        assert rc == 1
+        assert any(p.startswith("repo1:") and "not writable" in p for p in status["problems"]), status["problems"]
+        assert any(BACKUP_UNIT in p for p in status["problems"]), status["problems"]
+        text = host.run("dw-status")
+        assert text.rc == 1 and "FAIL repo1" in text.stdout, text.stdout
+    finally:
+        host.check_output(f"chmod {mode} {backup_dir}")
+
+    # The unit leaves the failed state as soon as the repaired run starts, so the alert resolves
+    # from then on (measured from the start, not the end, of that run).
+    repaired_at = time.time()
+    assert host.run(f"systemctl start {BACKUP_UNIT}").rc == 0
+    resolved = wait_for("the resolved alert at the webhook", lambda: _webhook_alerts(host, "resolved"), timeout=120)
+    print(f"repaired run started -> resolved at the webhook: {resolved[0]['received'] - repaired_at:.1f} s")
+
+    def dw_status_clear():
+        rc, status = _dw_status(host)
+        return status if rc == 0 else None
+
+    status = wait_for("dw-status to exit 0", dw_status_clear, timeout=60, every=3)
+    assert status["ok"] and not status["problems"]
+    print(host.check_output("dw-status"))

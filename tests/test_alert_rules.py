@@ -1,0 +1,86 @@
+"""The alert rules, checked and unit-tested by promtool (tests/promtool/dw-alerts.test.yml).
+
+promtool comes from Debian's own prometheus package, the version the servers run: `apt-get download`
+and `dpkg-deb -x` into .cache/promtool once (promtool alone is kept, about 48 MB), without installing the service here.
+DW_PROMTOOL names another promtool. The rules are rendered from the role's template with the role's
+default thresholds, as a converge with no overrides would render them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLE = ROOT / "roles" / "monitoring"
+CACHE = ROOT / ".cache" / "promtool"
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    if os.environ.get("DW_PROMTOOL"):
+        return os.environ["DW_PROMTOOL"]
+    binary = CACHE / "usr" / "bin" / "promtool"
+    if not binary.exists():
+        download = CACHE / "deb"
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "prometheus"], cwd=download, check=True, capture_output=True)
+        (deb,) = download.glob("prometheus_*.deb")
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(download / "root")], check=True)
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(download / "root" / "usr" / "bin" / "promtool", binary)
+        shutil.rmtree(download)
+    return str(binary)
+
+
+def render_rules(directory: Path) -> Path:
+    """dw-alerts.yml.j2 with the role's defaults ([[ ]] delimiters: {{ }} is Prometheus' own)."""
+    source = (ROLE / "templates" / "dw-alerts.yml.j2").read_text()
+    first_line, body = source.split("\n", 1)
+    assert first_line.startswith("#jinja2:"), "the template must keep its delimiter override line"
+    env = jinja2.Environment(  # noqa: S701 - renders YAML, not HTML
+        variable_start_string="[[",
+        variable_end_string="]]",
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    rules = directory / "dw-alerts.yml"
+    rules.write_text(env.from_string(body).render(**defaults))
+    return rules
+
+
+def test_rules_pass_promtool_check(promtool: str, tmp_path: Path) -> None:
+    rules = render_rules(tmp_path)
+    result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    count = sum(len(group["rules"]) for group in yaml.safe_load(rules.read_text())["groups"])
+    assert f"SUCCESS: {count} rules found" in result.stdout
+
+
+def test_every_alert_has_a_summary_a_command_and_a_unit_test(tmp_path: Path) -> None:
+    rules = yaml.safe_load(render_rules(tmp_path).read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    for rule in alerts:
+        assert rule["annotations"].get("summary") and rule["annotations"].get("command"), rule["alert"]
+    tests = yaml.safe_load((ROOT / "tests" / "promtool" / "dw-alerts.test.yml").read_text())["tests"]
+    tested = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case["exp_alerts"]}
+    assert tested == {rule["alert"] for rule in alerts}
+
+
+def test_alert_unit_tests(promtool: str, tmp_path: Path) -> None:
+    render_rules(tmp_path)
+    tests = yaml.safe_load((ROOT / "tests" / "promtool" / "dw-alerts.test.yml").read_text())
+    tests["rule_files"] = ["dw-alerts.yml"]
+    (tmp_path / "dw-alerts.test.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
+    result = subprocess.run(
+        [promtool, "test", "rules", "dw-alerts.test.yml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
