@@ -6,7 +6,9 @@ distinct record; result.json lists per environment the requests sent, acknowledg
 every failure, so a test can check that nothing failed and nothing acknowledged is missing.
 
     python3 load.py WORKDIR   (WORKDIR/targets.json, root-only: no key shows in ps or the journal:
-                              [{"name", "url", "key", "symbol", "keepalive", "pause"}])
+                              [{"name", "url", "key", "symbol", "keepalive", "pause"}], and
+                              optionally "ack_times": true, which lists in result.json each
+                              acknowledged record's number (its volume) with the Unix time of its 200)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def drive(target: dict, results: dict) -> None:
     connection = _connect(target["url"])
     sent = acked = 0
     failures: list[str] = []
+    ack_times: list[tuple[int, float]] = []
     started = time.monotonic()
     while not (WORK / "stop").exists() and time.monotonic() - started < MAX_SECONDS and sent < MAX_REQUESTS:
         sent += 1
@@ -54,6 +57,8 @@ def drive(target: dict, results: dict) -> None:
             body = response.read()
             if response.status == 200:
                 acked += 1
+                if target.get("ack_times"):
+                    ack_times.append((sent, time.time()))
             else:
                 failures.append(f"{sent}: HTTP {response.status} {body[:200]!r}")
         except (OSError, http.client.HTTPException) as exc:
@@ -64,6 +69,8 @@ def drive(target: dict, results: dict) -> None:
         time.sleep(target["pause"])
     connection.close()
     results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures}
+    if target.get("ack_times"):
+        results[target["name"]]["ack_times"] = ack_times
 
 
 def main() -> None:

@@ -85,10 +85,11 @@ def start_load(host, workdir: str, targets: list[dict]) -> None:
     raise AssertionError("the load generator did not start")
 
 
-def stop_load(host, workdir: str) -> dict:
-    """Stop it and return its result: per environment name, sent, acked and failures."""
+def stop_load(host, workdir: str, timeout: float = 30) -> dict:
+    """Stop it and return its result: per environment name, sent, acked and failures (timeout:
+    seconds a request in flight may still take)."""
     host.check_output(f"touch {workdir}/stop")
-    for _ in range(150):
+    for _ in range(int(timeout / 0.2)):
         if host.file(f"{workdir}/result.json").exists:
             return json.loads(host.file(f"{workdir}/result.json").content_string)
         time.sleep(0.2)
