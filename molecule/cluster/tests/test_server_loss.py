@@ -30,18 +30,44 @@ def _backups(host) -> list[dict]:
     return info[0]["backup"]
 
 
+TIMER = "pgbackrest-daily.timer"
+# A runtime drop-in (under /run, gone with a reboot) that moves the timer's calendar to a moment a
+# few seconds ahead: the installed timer itself elapses and starts its service, as it will at 02:30.
+TIMER_DROP_IN = f"/run/systemd/system/{TIMER}.d/50-test-now.conf"
+
+
 def test_the_backup_timers_run_on_the_repository_host(backup1, db1):
-    assert backup1.service("pgbackrest-daily.timer").is_enabled
-    assert backup1.service("pgbackrest-daily.timer").is_running
-    assert not db1.file("/etc/systemd/system/pgbackrest-daily.timer").exists
+    assert backup1.service(TIMER).is_enabled
+    assert backup1.service(TIMER).is_running
+    assert not db1.file(f"/etc/systemd/system/{TIMER}").exists
     assert not db1.file("/var/lib/pgbackrest-local").exists
     before = {b["label"] for b in _backups(backup1)}
-    # What the timer does when it elapses: it starts its service unit, which runs in its sandbox as
-    # postgres on backup1, with no PostgreSQL there.
-    backup1.check_output("systemctl start pgbackrest-daily.service")
+    triggered_before = backup1.check_output(f"systemctl show -P LastTriggerUSecMonotonic {TIMER}")
+    exited_before = backup1.check_output("systemctl show -P ExecMainExitTimestampMonotonic pgbackrest-daily.service")
+    at = backup1.check_output("date -d '+10 seconds' '+%Y-%m-%d %H:%M:%S'")
+    backup1.check_output(
+        f"mkdir -p $(dirname {TIMER_DROP_IN}) && printf '%s\\n' '[Timer]' 'OnCalendar=' "
+        f"'OnCalendar={at}' 'RandomizedDelaySec=0' 'AccuracySec=1s' > {TIMER_DROP_IN}"
+    )
+    try:
+        backup1.check_output(f"systemctl daemon-reload && systemctl restart {TIMER}")
+        # The timer elapses, and its service (in its sandbox, as postgres, on a host without
+        # PostgreSQL) backs the cluster up through db1's TLS server.
+        deadline = time.monotonic() + 300
+        while (
+            backup1.check_output("systemctl show -P ExecMainExitTimestampMonotonic pgbackrest-daily.service")
+            == exited_before
+        ):
+            assert time.monotonic() < deadline, "the timer did not run its backup within 300 s"
+            time.sleep(1)
+    finally:
+        backup1.check_output(f"rm -f {TIMER_DROP_IN} && systemctl daemon-reload && systemctl restart {TIMER}")
+    assert backup1.check_output(f"systemctl show -P LastTriggerUSecMonotonic {TIMER}") != triggered_before
     assert backup1.check_output("systemctl show -P Result pgbackrest-daily.service") == "success"
     new = [b for b in _backups(backup1) if b["label"] not in before]
     assert [(b["type"], b["database"]["repo-key"]) for b in new] == [("incr", 1)], new
+    # The schedule is the inventory's again.
+    assert "02:30" in backup1.check_output(f"systemctl show -P TimersCalendar {TIMER}")
 
 
 def test_check_passes_from_both_sides(db1, backup1):
