@@ -60,10 +60,11 @@ def test_the_repository_hosts_backups_reach_prometheus(db1, backup1):
 
 
 def test_a_failed_backup_on_the_repository_host_fires_an_alert(db1, backup1):
-    repo1 = "/var/lib/pgbackrest-local"
-    mode = backup1.check_output(f"stat -c %a {repo1}")
+    # The stanza's backup directory in repo1: a backup writes its new set there.
+    backups = "/var/lib/pgbackrest-local/backup/main-cluster"
+    mode = backup1.check_output(f"stat -c %a {backups}")
     unit = "pgbackrest-daily.service"
-    backup1.check_output(f"chmod 0500 {repo1}")
+    backup1.check_output(f"chmod 0500 {backups}")
     try:
         assert backup1.run(f"systemctl start {unit}").rc != 0
         firing = _wait_for(
@@ -72,7 +73,7 @@ def test_a_failed_backup_on_the_repository_host_fires_an_alert(db1, backup1):
         )
         assert firing[0]["metric"]["name"] == unit, firing
     finally:
-        backup1.check_output(f"chmod {mode} {repo1}")
+        backup1.check_output(f"chmod {mode} {backups}")
     # The repaired run clears it.
     assert backup1.run(f"systemctl start {unit}").rc == 0
     _wait_for(
