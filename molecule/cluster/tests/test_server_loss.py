@@ -42,8 +42,12 @@ def test_the_backup_timers_run_on_the_repository_host(backup1, db1):
     assert not db1.file(f"/etc/systemd/system/{TIMER}").exists
     assert not db1.file("/var/lib/pgbackrest-local").exists
     before = {b["label"] for b in _backups(backup1)}
-    triggered_before = backup1.check_output(f"systemctl show -P LastTriggerUSecMonotonic {TIMER}")
-    exited_before = backup1.check_output("systemctl show -P ExecMainExitTimestampMonotonic pgbackrest-daily.service")
+    service = "pgbackrest-daily.service"
+
+    def show(unit: str, prop: str) -> str:
+        return backup1.check_output(f"systemctl show -P {prop} {unit}")
+
+    triggered_before, run_before = show(TIMER, "LastTriggerUSec"), show(service, "InvocationID")
     at = backup1.check_output("date -d '+10 seconds' '+%Y-%m-%d %H:%M:%S'")
     backup1.check_output(
         f"mkdir -p $(dirname {TIMER_DROP_IN}) && printf '%s\\n' '[Timer]' 'OnCalendar=' "
@@ -51,19 +55,17 @@ def test_the_backup_timers_run_on_the_repository_host(backup1, db1):
     )
     try:
         backup1.check_output(f"systemctl daemon-reload && systemctl restart {TIMER}")
-        # The timer elapses, and its service (in its sandbox, as postgres, on a host without
-        # PostgreSQL) backs the cluster up through db1's TLS server.
+        # The timer elapses and starts a new run of its service (a new invocation id), which runs
+        # in its sandbox, as postgres, on a host without PostgreSQL, through db1's TLS server.
         deadline = time.monotonic() + 300
-        while (
-            backup1.check_output("systemctl show -P ExecMainExitTimestampMonotonic pgbackrest-daily.service")
-            == exited_before
-        ):
-            assert time.monotonic() < deadline, "the timer did not run its backup within 300 s"
+        while show(service, "InvocationID") == run_before or show(service, "ActiveState") not in ("inactive", "failed"):
+            assert time.monotonic() < deadline, "the timer did not run its backup to the end within 300 s"
             time.sleep(1)
+        triggered = show(TIMER, "LastTriggerUSec")
     finally:
         backup1.check_output(f"rm -f {TIMER_DROP_IN} && systemctl daemon-reload && systemctl restart {TIMER}")
-    assert backup1.check_output(f"systemctl show -P LastTriggerUSecMonotonic {TIMER}") != triggered_before
-    assert backup1.check_output("systemctl show -P Result pgbackrest-daily.service") == "success"
+    assert triggered != triggered_before, (triggered_before, triggered)
+    assert show(service, "Result") == "success"
     new = [b for b in _backups(backup1) if b["label"] not in before]
     assert [(b["type"], b["database"]["repo-key"]) for b in new] == [("incr", 1)], new
     # The schedule is the inventory's again.
