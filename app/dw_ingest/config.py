@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 
 class ConfigError(ValueError):
@@ -18,45 +19,123 @@ N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
-class DatabaseURL:
-    """A PostgreSQL URL, accepted as postgresql:// or SQLAlchemy's postgresql+asyncpg://."""
+class DatabaseHost:
+    """One host of DATABASE_URL's host part, by name (TLS verify-full checks the certificate against it)."""
 
-    dsn: str
+    name: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.name}]:{self.port}" if ":" in self.name else f"{self.name}:{self.port}"
+
+
+# The URL's query parameters that choose among several hosts: the service itself looks for the
+# writable one (see leader.py), so these are only checked and never passed on.
+_TARGET_SESSION_ATTRS = "target_session_attrs"
+_WRITABLE_TARGETS = ("read-write", "primary")
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A PostgreSQL URL, accepted as postgresql:// or SQLAlchemy's postgresql+asyncpg://.
+
+    Several hosts are written libpq style, each with its port: user:pw@db1:5432,db2:5432/database.
+    """
+
+    dsn: str = field(repr=False)
     database: str
+    # The hosts of the URL's host part, in order: one, several, or none when the URL names its
+    # host in the query (?host=/run/postgresql, a Unix socket directory).
+    hosts: tuple[DatabaseHost, ...] = ()
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # The query parameters (sslmode, sslrootcert, ...), decoded, in order.
+    params: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, raw: str) -> DatabaseURL:
-        parts = urlsplit(raw.strip())
+        try:
+            parts = urlsplit(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
         if parts.scheme not in ("postgresql", "postgres", "postgresql+asyncpg"):
             raise ConfigError("DATABASE_URL must start with postgresql:// or postgresql+asyncpg://")
         database = unquote(parts.path.lstrip("/"))
         if not database:
             raise ConfigError("DATABASE_URL names no database (expected .../<database>)")
-        if not parts.hostname and "host=" not in parts.query:
-            raise ConfigError("DATABASE_URL names no host")
-        try:
-            parts.port  # noqa: B018 - urlsplit validates the port lazily
-        except ValueError as exc:
-            raise ConfigError(f"DATABASE_URL has a malformed port: {exc}") from None
+        params = tuple(parse_qsl(parts.query, keep_blank_values=True))
+        query = dict(params)
+        host_list = parts.netloc.rpartition("@")[2]
+        if "," in host_list:
+            hosts = tuple(_parse_host(entry) for entry in host_list.split(","))
+            if "host" in query or "port" in query:
+                raise ConfigError("DATABASE_URL names several hosts: give each its port there, not in ?host= or ?port=")
+            target = query.get(_TARGET_SESSION_ATTRS, "read-write")
+            if target not in _WRITABLE_TARGETS:
+                raise ConfigError(
+                    f"DATABASE_URL names several hosts and the service writes: target_session_attrs must be "
+                    f"read-write (the default) or primary, not {target!r}"
+                )
+        else:
+            if not parts.hostname and "host" not in query:
+                raise ConfigError("DATABASE_URL names no host")
+            try:
+                port = parts.port  # urlsplit validates the port lazily
+            except ValueError as exc:
+                raise ConfigError(f"DATABASE_URL has a malformed port: {exc}") from None
+            if "," in query.get("host", ""):
+                raise ConfigError("DATABASE_URL: list several hosts in the host part (user@db1:5432,db2:5432/...)")
+            hosts = (DatabaseHost(parts.hostname, port or 5432),) if parts.hostname else ()
         dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
-        return cls(dsn=dsn, database=database)
+        user = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        return cls(dsn=dsn, database=database, hosts=hosts, user=user, password=password, params=params)
+
+    @property
+    def multi_host(self) -> bool:
+        return len(self.hosts) > 1
+
+    def host_dsn(self, host: DatabaseHost) -> str:
+        """The URL for one of its hosts: the same user, password, database and parameters, without
+        target_session_attrs (the caller checks the host's role itself)."""
+        parts = urlsplit(self.dsn)
+        user_info, at, _ = parts.netloc.rpartition("@")
+        name = f"[{host.name}]" if ":" in host.name else quote(host.name, safe="")
+        query = "&".join(p for p in parts.query.split("&") if p and p.split("=", 1)[0] != _TARGET_SESSION_ATTRS)
+        return urlunsplit(("postgresql", f"{user_info}{at}{name}:{host.port}", parts.path, query, ""))
 
     @property
     def masked(self) -> str:
         return mask_url(self.dsn)
 
 
+def _parse_host(entry: str) -> DatabaseHost:
+    """host, host:port, [v6] or [v6]:port; the port defaults to 5432, as in libpq."""
+    if entry.startswith("["):
+        name, closed, rest = entry[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ConfigError(f"DATABASE_URL has a malformed host {entry!r}")
+        port_text = rest[1:]
+    else:
+        name, _, port_text = entry.partition(":")
+    name = unquote(name)
+    if not name:
+        raise ConfigError("DATABASE_URL has an empty host in its host list")
+    if not port_text:
+        return DatabaseHost(name, 5432)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"DATABASE_URL has a malformed port: {port_text!r} (host {name})")
+    return DatabaseHost(name, int(port_text))
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs."""
+    """The URL with its password replaced (in the user part or a password= parameter), safe for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = quote(unquote(parts.username or ""), safe="")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user_info, _, host_list = parts.netloc.rpartition("@")
+    user, colon, _ = user_info.partition(":")
+    netloc = f"{user}:***@{host_list}" if colon else parts.netloc
+    query = "&".join("password=***" if p.startswith("password=") else p for p in parts.query.split("&"))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -76,6 +155,18 @@ class Settings:
     ready_timeout: float
     db_command_timeout: float
     retry_after_seconds: int
+    # DB_CONNECT_TIMEOUT (seconds, default 3): when DATABASE_URL names several hosts, the bound on
+    # opening a connection to each one (TCP, TLS, authentication and the read-write check). The
+    # hosts are tried all at once, so a dead host costs at most this, and only when no other host is
+    # writable. With one host asyncpg connects as before, bounded by twice READY_TIMEOUT.
+    db_connect_timeout: float
+    # DB_WRITE_RETRY_SECONDS (seconds, default 8; 0 disables): how long a write that failed with a
+    # "not now" error (connection lost, server shutting down, read-only, no writable host) is tried
+    # again, on a new pool that looks for the writable host again, before the client gets 503. It
+    # covers a switchover (the leader stops, a replica is promoted within seconds). A retry starts
+    # only within this time; an attempt under way is bounded by DB_COMMAND_TIMEOUT and
+    # DB_CONNECT_TIMEOUT, so a request may take up to about their sum longer.
+    db_write_retry_seconds: float
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -110,6 +201,8 @@ class Settings:
             ready_timeout=_float(env, "READY_TIMEOUT", 2.0),
             db_command_timeout=_float(env, "DB_COMMAND_TIMEOUT", 10.0),
             retry_after_seconds=_int(env, "RETRY_AFTER_SECONDS", 5, minimum=1),
+            db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", 3.0),
+            db_write_retry_seconds=_float(env, "DB_WRITE_RETRY_SECONDS", 8.0, zero=True),
         )
 
 
@@ -120,10 +213,12 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
+def _float(env: dict[str, str], name: str, default: float, *, zero: bool = False) -> float:
     value = _number(env, name, default, float, "a number")
-    if not value > 0:
-        raise ConfigError(f"{name} must be positive")
+    if zero and value == 0:
+        return value
+    if not 0 < value < math.inf:
+        raise ConfigError(f"{name} must be {'zero or ' if zero else ''}a positive finite number, not {value}")
     return value
 
 
