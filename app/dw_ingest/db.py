@@ -4,6 +4,7 @@ with it), or a batch in one round trip."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -16,7 +17,8 @@ import asyncpg
 from .config import Settings
 from .fast_decode import Record
 from .group_commit import GroupCommit
-from .metrics import DB_SECONDS, GROUP_RECORDS
+from .leader import LeaderConnector, NoWritableHost, PoolTerminated, ReadOnlyHost
+from .metrics import DB_POOL_RESETS, DB_RETRIES, DB_SECONDS, GROUP_RECORDS
 
 log = logging.getLogger("dw_ingest.db")
 
@@ -61,7 +63,8 @@ class DatabaseUnavailable(Exception):
 
 
 # Errors that mean "not now" rather than "bad request": connection lost or refused, server
-# starting or shutting down, too many connections, or a timeout.
+# starting or shutting down, too many connections, a timeout, or a server that is read-only (a
+# standby, or a leader being demoted), or no writable host among several.
 _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
@@ -74,7 +77,28 @@ _UNAVAILABLE = (
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     asyncpg.exceptions.InvalidPasswordError,
     asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # asyncpg's own state errors, TargetServerAttributeNotMatched among them. Seen when a statement
+    # is sent on a connection whose server has just said goodbye (FATAL, terminating connection due
+    # to administrator command: a fast shutdown) but not yet closed it: "cannot switch to state 12;
+    # another operation (2) is in progress". The connection is unusable; a new one is fine.
+    asyncpg.exceptions.InternalClientError,
+    NoWritableHost,
+    ReadOnlyHost,
+    PoolTerminated,
 )
+# Of those, the ones after which the pool is kept: the server refused a new connection for lack of
+# resources or credentials, but the pool's other connections still reach the right server.
+_KEEP_POOL = (
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.InvalidPasswordError,
+)
+
+# A write that failed "not now" is tried again after this pause, doubled each time up to the cap,
+# while DB_WRITE_RETRY_SECONDS last.
+_RETRY_FIRST_PAUSE = 0.1
+_RETRY_MAX_PAUSE = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,12 +113,21 @@ class WriteResult:
 
 
 class Database:
-    """One asyncpg pool, created lazily so the service starts (and reports not ready) without a database."""
+    """One asyncpg pool, created lazily so the service starts (and reports not ready) without a database.
+
+    When DATABASE_URL names several hosts, the pool connects through a LeaderConnector (leader.py):
+    every connection goes to the host that is writable when it is opened. When a statement fails
+    "not now" (the host died, shut down, or turned read-only), the whole pool is thrown away at once
+    (terminated: nothing waits on a dead host) and the next request creates a new one, which finds
+    the leader again. Writes are tried again for DB_WRITE_RETRY_SECONDS before the client gets 503.
+    """
 
     def __init__(self, settings: Settings):
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
+        self._connector: LeaderConnector | None = None  # the current pool's, with several hosts
+        self._creating: asyncio.Future[asyncpg.Pool] | None = None
+        self._ping_sql = "SHOW transaction_read_only" if settings.database.multi_host else "SELECT 1"
         conflict = _ON_CONFLICT[settings.conflict_policy]
         self._insert_many = _INSERT_MANY.format(conflict=conflict)
         self._insert_group = _INSERT_GROUP.format(conflict=conflict)
@@ -113,36 +146,92 @@ class Database:
         return pool.get_size() - pool.get_idle_size()
 
     async def _get_pool(self) -> asyncpg.Pool:
+        """The pool, created by one task that every request arriving meanwhile waits for: when it
+        fails they all get its error, and the next request tries again."""
         if self._pool is not None:
             return self._pool
-        async with self._lock:
-            if self._pool is None:
-                try:
-                    self._pool = await asyncpg.create_pool(
-                        self._settings.database.dsn,
-                        min_size=self._settings.pool_min,
-                        max_size=self._settings.pool_max,
-                        command_timeout=self._settings.db_command_timeout,
-                        timeout=self._settings.ready_timeout * 2,
-                        max_inactive_connection_lifetime=300,
-                        reset=_keep_session,
-                        server_settings={"application_name": f"dw-ingest-{self._settings.environment}"},
-                    )
-                except _UNAVAILABLE as exc:
-                    raise DatabaseUnavailable(_describe(exc)) from None
-                log.info("connected to %s", self._settings.database.masked)
-        return self._pool
+        if self._creating is None:
+            self._creating = asyncio.ensure_future(self._create_pool())
+            self._creating.add_done_callback(self._created)
+        # Shielded: a request that gives up (a /ready bound) does not cancel the others' pool.
+        return await asyncio.shield(self._creating)
+
+    def _created(self, task: asyncio.Future[asyncpg.Pool]) -> None:
+        self._creating = None
+        if not task.cancelled():
+            task.exception()  # read, in case every request waiting for it was cancelled
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        settings = self._settings
+        connector = None
+        options: dict[str, Any] = {}
+        if settings.database.multi_host:
+            connector = LeaderConnector(settings.database, settings.db_connect_timeout)
+            options["connect"] = connector
+        try:
+            pool = await asyncpg.create_pool(
+                settings.database.dsn,
+                min_size=settings.pool_min,
+                max_size=settings.pool_max,
+                command_timeout=settings.db_command_timeout,
+                timeout=settings.ready_timeout * 2,
+                max_inactive_connection_lifetime=300,
+                reset=_keep_session,
+                server_settings={"application_name": f"dw-ingest-{settings.environment}"},
+                **options,
+            )
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(_describe(exc)) from None
+        self._pool, self._connector = pool, connector
+        if connector is None:
+            log.info("connected to %s", settings.database.masked)
+        else:
+            log.info("connected to %s, writable host %s", settings.database.masked, connector.leader or "?")
+        return pool
+
+    def _discard(self, pool: asyncpg.Pool | None, exc: BaseException) -> None:
+        """Throws the pool away after a statement or a new connection failed "not now": its other
+        connections may reach a dead or read-only host too. terminate() aborts every connection at
+        once (close() would wait for a dead host's answer, for ever); statements under way on them
+        fail and are tried again like this one. Only once per pool: a request that failed on an
+        older pool leaves the new one alone."""
+        if pool is None or pool is not self._pool or isinstance(exc, _KEEP_POOL):
+            return
+        if self._connector is not None:
+            self._connector.terminate()
+        self._pool = self._connector = None
+        pool.terminate()
+        DB_POOL_RESETS.inc()
+        log.warning("database connection pool reset after %s", _describe(exc))
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        if self._creating is not None:
+            self._creating.cancel()
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), self._settings.db_command_timeout)
+        except TimeoutError:
+            # A dead host never acknowledges a graceful close (measured: close() waits for ever).
+            log.warning("database connections not closed within %s s: aborted", self._settings.db_command_timeout)
+            pool.terminate()
+        except BaseException:
+            pool.terminate()
+            raise
 
     async def ping(self, bound: float) -> None:
+        """A statement on a pooled connection within `bound`; with several hosts, the host must
+        still be writable. A connection that fails it is dropped, and the pool too; waiting for a
+        busy pool's connection is no such failure."""
         try:
-            pool = await asyncio.wait_for(self._get_pool(), bound)
-            async with asyncio.timeout(bound), pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            async with asyncio.timeout(bound):
+                pool = await self._get_pool()
+                value = await self._run(pool, "fetchval", self._ping_sql, ())
+                if value == "on":
+                    exc = ReadOnlyHost("the database host is read-only")
+                    self._discard(pool, exc)
+                    raise exc
         except DatabaseUnavailable:
             raise
         except _UNAVAILABLE as exc:
@@ -168,17 +257,61 @@ class Database:
         return WriteResult(received=len(records), inserted=result["inserted"], updated=result["updated"])
 
     async def _write(self, operation: str, method: str, statement: str, records: Sequence[Record]) -> Any:
-        """One write statement on a pooled connection, timed in DB_SECONDS (failures too); errors that
-        mean "not now" become DatabaseUnavailable."""
+        """One write statement on a pooled connection, timed in DB_SECONDS (failures and retries
+        too); errors that mean "not now" become DatabaseUnavailable, once DB_WRITE_RETRY_SECONDS
+        have passed without success.
+
+        Trying again is safe: a write is one statement in its own transaction, and it is idempotent
+        (ON CONFLICT DO NOTHING, or DO UPDATE only where something differs). Success is returned only
+        once a statement returned, after its commit. When an attempt did commit but its answer was
+        lost (the connection broke during the commit), the next attempt finds the rows already
+        there: they are reported as duplicates (inserted 0, or updated 0) rather than inserted. The
+        stored data is right; only that count is off, and only then.
+        """
         started = time.perf_counter()
+        deadline = time.monotonic() + self._settings.db_write_retry_seconds
+        args = _columns(records)
+        pause = _RETRY_FIRST_PAUSE
         try:
-            pool = await self._get_pool()
-            async with pool.acquire() as conn:
-                return await getattr(conn, method)(statement, *_columns(records))
-        except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable(_describe(exc)) from None
+            while True:
+                pool = None
+                try:
+                    pool = await self._get_pool()
+                    return await self._run(pool, method, statement, args)
+                except _UNAVAILABLE as exc:
+                    self._discard(pool, exc)
+                    failure = DatabaseUnavailable(_describe(exc))
+                except DatabaseUnavailable as exc:  # the pool could not be created
+                    failure = exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise failure from None
+                DB_RETRIES.labels(operation=operation).inc()
+                log.debug("%s failed, trying again: %s", operation, failure)
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, _RETRY_MAX_PAUSE)
         finally:
             DB_SECONDS.labels(operation=operation).observe(time.perf_counter() - started)
+
+    async def _run(self, pool: asyncpg.Pool, method: str, statement: str, args: Sequence[object]) -> Any:
+        """One statement on a connection of `pool`. A failed new connection throws the pool away; a
+        connection whose statement failed "not now" or was cancelled is terminated, not released:
+        release would wait for the answer to the cancel request asyncpg sends to a timed-out
+        statement's server, another DB_COMMAND_TIMEOUT when that server is dead (measured)."""
+        try:
+            conn = await pool.acquire()
+        except _UNAVAILABLE as exc:
+            self._discard(pool, exc)
+            raise
+        try:
+            return await getattr(conn, method)(statement, *args)
+        except (*_UNAVAILABLE, asyncio.CancelledError) as exc:
+            with contextlib.suppress(asyncpg.exceptions.InterfaceError):  # already closed and given back
+                conn.terminate()
+            self._discard(pool, exc)
+            raise
+        finally:
+            await pool.release(conn)
 
 
 # Up to this many single-record requests share one INSERT. One writer: the next group forms while the
@@ -212,4 +345,6 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "TimeoutError: no answer in time"
     return f"{type(exc).__name__}: {exc}".strip().rstrip(":")

@@ -14,6 +14,10 @@ DB_SECONDS = Histogram(
     ["operation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+DB_RETRIES = Counter("dw_ingest_db_retries_total", 'Writes tried again after a "not now" database error', ["operation"])
+DB_POOL_RESETS = Counter(
+    "dw_ingest_db_pool_resets_total", "Connection pools thrown away after losing their host (or its write access)"
+)
 POOL_IN_USE = Gauge("dw_ingest_pool_connections_in_use", "Database connections checked out of the pool")
 GROUP_RECORDS = Histogram(
     "dw_ingest_group_commit_records",
