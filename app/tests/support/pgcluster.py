@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +139,27 @@ class PgCluster:
         if apply_schema:
             self.psql("", name, file=SCHEMA_FILE)
         return self.url(name)
+
+    def set_read_only(self, on: bool, *, now: bool = True) -> None:
+        """default_transaction_read_only for every session, open ones included from their next
+        statement: the server then answers SHOW transaction_read_only with on and refuses writes
+        (ReadOnlySQLTransactionError), as a hot standby or a demoted leader does. Kept across
+        restarts; with now=False it takes effect only at the next start."""
+        value = "on" if on else "off"
+        self.psql(f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+        if now:
+            self.psql("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 10
+            while self.psql("SHOW transaction_read_only") != value:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"default_transaction_read_only is not {value} after reload")
+                time.sleep(0.05)
+
+    def terminate_backends(self, application_name: str) -> int:
+        """Ends the sessions of one application, as a server shutting down ends them."""
+        literal = "'" + application_name.replace("'", "''") + "'"
+        sql = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = {literal}"
+        return int(self.psql(sql))
 
     def url(self, database: str, scheme: str = "postgresql") -> str:
         return f"{scheme}://postgres@127.0.0.1:{self.port}/{database}"
