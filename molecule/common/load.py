@@ -3,7 +3,8 @@
 Runs inside a test host, started by support.start_load: a password rotation writes through each
 API directly, the cluster scenario's client writes through the TLS edge. Each request carries a
 distinct record; result.json lists per environment the requests sent, acknowledged (200) and
-every failure, so a test can check that nothing failed and nothing acknowledged is missing.
+every failure, so a test can check that nothing failed and nothing acknowledged is missing, and
+the longest a request took (max_latency, seconds).
 
     python3 load.py WORKDIR   (WORKDIR/targets.json, root-only: no key shows in ps or the journal:
                               [{"name", "url", "key", "symbol", "keepalive", "pause"}], and
@@ -45,11 +46,13 @@ def drive(target: dict, results: dict) -> None:
     sent = acked = 0
     failures: list[str] = []
     ack_times: list[tuple[int, float]] = []
+    max_latency = 0.0
     started = time.monotonic()
     while not (WORK / "stop").exists() and time.monotonic() - started < MAX_SECONDS and sent < MAX_REQUESTS:
         sent += 1
         record = {"symbol": target["symbol"], "ts": (base + timedelta(seconds=sent)).isoformat(), "open": "10.5",
                   "high": "11", "low": "10", "close": "10.75", "volume": sent, "vwap": "10.6"}
+        sent_at = time.monotonic()
         try:
             connection.request("POST", path, body=json.dumps(record),
                                headers={"Content-Type": "application/json", "X-API-Key": target["key"]})
@@ -64,11 +67,12 @@ def drive(target: dict, results: dict) -> None:
         except (OSError, http.client.HTTPException) as exc:
             failures.append(f"{sent}: {type(exc).__name__}: {exc}")
             connection.close()
+        max_latency = max(max_latency, time.monotonic() - sent_at)
         if not target["keepalive"]:
             connection.close()
         time.sleep(target["pause"])
     connection.close()
-    results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures}
+    results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures, "max_latency": max_latency}
     if target.get("ack_times"):
         results[target["name"]]["ack_times"] = ack_times
 

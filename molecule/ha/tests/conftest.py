@@ -1,0 +1,112 @@
+"""The ha scenario's hosts, and how the tests read the Patroni cluster.
+
+Every check runs inside the scenario's own containers (podman exec), or as podman on the host
+against them (killing and starting a member): traffic stays on the scenario's network.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import testinfra
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
+
+from support import PROJECT, api_key, inventory_environments, read_vault, run_playbook, start_load, stop_load  # noqa: E402
+
+__all__ = ["api_key", "run_playbook", "start_load", "stop_load"]
+
+MEMBERS = ("ha-db1", "ha-db2", "ha-db3")
+# Where each test appends what it measured (one JSON object per line), for the closing figures.
+MEASUREMENTS = PROJECT / ".cache" / "ha-measurements.jsonl"
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def environments() -> list[dict]:
+    return inventory_environments()
+
+
+@pytest.fixture(scope="session")
+def vault() -> dict:
+    return read_vault()
+
+
+@pytest.fixture(scope="session")
+def api():
+    return testinfra.get_host("podman://ha-api1")
+
+
+def member(name: str):
+    return testinfra.get_host(f"podman://{name}")
+
+
+def running(name: str) -> bool:
+    out = subprocess.run(["podman", "container", "inspect", "-f", "{{.State.Running}}", name],
+                         capture_output=True, text=True)
+    return out.stdout.strip() == "true"
+
+
+def cluster_view() -> list[dict]:
+    """patronictl list from the first running member that answers: Member, Role, State, TL, Lag in MB."""
+    for name in MEMBERS:
+        if not running(name):
+            continue
+        out = member(name).run("runuser -u postgres -- patronictl -c /etc/patroni/config.yml list -f json")
+        if out.rc == 0:
+            return json.loads(out.stdout)
+    return []
+
+
+def leader(view: list[dict]) -> str | None:
+    names = [m["Member"] for m in view if m["Role"] == "Leader" and m["State"] == "running"]
+    return names[0] if len(names) == 1 else None
+
+
+def healthy(view: list[dict]) -> bool:
+    """One leader, a synchronous standby, every member running on the leader's timeline, no lag."""
+    lead = leader(view)
+    if lead is None or len(view) != len(MEMBERS):
+        return False
+    timeline = next(m["TL"] for m in view if m["Member"] == lead)
+    return (
+        any(m["Role"] == "Sync Standby" for m in view)
+        and all(m["State"] in ("running", "streaming") and m.get("TL") == timeline for m in view)
+        and all(m.get("Lag in MB", 0) == 0 for m in view if m["Role"] != "Leader")
+    )
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 1.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_healthy(timeout: float = 180) -> list[dict]:
+    return wait_for(lambda: (v := cluster_view()) and healthy(v) and v, timeout, "a healthy Patroni cluster")
+
+
+def psql(host, sql: str, db: str = "postgres", check: bool = True):
+    command = (f"runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 -d {shlex.quote(db)} "
+               f"-c {shlex.quote(sql)}")
+    return host.check_output(command) if check else host.run(command)
+
+
+def record(measurement: dict) -> None:
+    MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+    with MEASUREMENTS.open("a") as out:
+        out.write(json.dumps(measurement) + "\n")
+    print("measured:", json.dumps(measurement))

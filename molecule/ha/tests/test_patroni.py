@@ -1,0 +1,209 @@
+"""Three database hosts under Patroni: the topology, replication of what the API writes, the
+APIs following the leader, an unplanned failover and a planned switchover under load.
+
+Failover and switchover are measured several times each: every run appends its figures to
+.cache/ha-measurements.jsonl (conftest.record) and prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from conftest import (
+    MEMBERS,
+    api_key,
+    cluster_view,
+    healthy,
+    leader,
+    member,
+    psql,
+    record,
+    run_playbook,
+    running,
+    start_load,
+    stop_load,
+    wait_for,
+    wait_healthy,
+)
+
+WORK = "/run/ha-load"
+FAILOVER_RUNS = 2
+SWITCHOVER_RUNS = 3
+
+
+def _prod(environments) -> dict:
+    return next(e for e in environments if e["name"] == "prod")
+
+
+def _load_target(environments, vault, symbol: str) -> list[dict]:
+    """One writer through the prod API, directly on ha-api1, a record every 50 ms."""
+    prod = _prod(environments)
+    return [{"name": "prod", "url": f"http://127.0.0.1:{prod['api_port']}/ingest/market-data/",
+             "key": api_key(vault, SimpleNamespace(name="prod")), "symbol": symbol, "keepalive": True,
+             "pause": 0.05, "ack_times": True}]
+
+
+def _stored_volumes(host, database: str, symbol: str) -> set[int]:
+    rows = psql(host, f"SELECT volume FROM staging.market_data WHERE symbol = '{symbol}'", database)
+    return {int(v) for v in rows.split()}
+
+
+def test_one_leader_a_synchronous_standby_and_a_replica():
+    view = wait_healthy()
+    roles = sorted(m["Role"] for m in view)
+    assert roles == ["Leader", "Replica", "Sync Standby"], view
+
+
+def test_dcs_is_etcd_over_tls_with_client_certificates():
+    db = member(MEMBERS[0])
+    health = db.run(
+        "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
+        "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt "
+        "--cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key endpoint health --cluster")
+    assert health.rc == 0 and health.stdout.count("is healthy") == len(MEMBERS), health.stdout + health.stderr
+    # Without a client certificate the DCS refuses the client.
+    bare = db.run("ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
+                  "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt --command-timeout=3s get /service --prefix")
+    assert bare.rc != 0, bare.stdout
+    plain = db.run("ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 --command-timeout=3s get /service --prefix")
+    assert plain.rc != 0, plain.stdout
+
+
+def test_replication_between_members_is_tls(environments):
+    view = wait_healthy()
+    lead = member(leader(view))
+    rows = psql(lead, "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_replication r "
+                      "JOIN pg_stat_ssl s USING (pid)")
+    assert rows == f"{len(MEMBERS) - 1}|{len(MEMBERS) - 1}", rows
+
+
+def test_api_writes_reach_every_member_and_replicas_refuse_writes(api, environments, vault):
+    view = wait_healthy()
+    symbol = f"HA{uuid.uuid4().hex[:6].upper()}"
+    for env in environments:
+        body = json.dumps({"symbol": symbol, "ts": "2026-01-02T03:04:05Z", "open": "1.5", "high": "2",
+                           "low": "1", "close": "1.75", "volume": 7, "vwap": "1.6"})
+        key = api_key(vault, SimpleNamespace(name=env["name"]))
+        out = api.check_output(
+            f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -H 'X-API-Key: {key}' "
+            f"--data '{body}' http://127.0.0.1:{env['api_port']}/ingest/market-data/")
+        assert out == "200", (env["name"], out)
+    for name in MEMBERS:
+        for env in environments:
+            wait_for(lambda n=name, e=env: _stored_volumes(member(n), e["database"], symbol) == {7}, 30,
+                     f"{env['database']} on {name} to hold the record")
+    replica = next(m["Member"] for m in view if m["Role"] != "Leader")
+    refused = psql(member(replica), f"INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
+                                    f"VALUES ('{symbol}', now(), 1, 1, 1, 1, 1, 1)", _prod(environments)["database"],
+                   check=False)
+    assert refused.rc != 0 and "read-only transaction" in refused.stderr, refused.stderr
+
+
+def test_api_env_names_every_member(api, environments):
+    for env in environments:
+        content = api.file(f"/etc/dw-api/{env['name']}.env").content_string
+        url = next(line for line in content.splitlines() if line.startswith("DATABASE_URL="))
+        assert "@ha-db1:5432,ha-db2:5432,ha-db3:5432/" in url, env["name"]
+        assert "sslmode=verify-full" in url and "target_session_attrs=read-write" in url, env["name"]
+
+
+def _failover_once(api, environments, vault) -> dict:
+    view = wait_healthy()
+    old = leader(view)
+    symbol = f"FO{uuid.uuid4().hex[:6].upper()}"
+    start_load(api, WORK, _load_target(environments, vault, symbol))
+    time.sleep(5)
+    killed_at = time.time()
+    # The whole host: its address then swallows connection attempts, as a dead server's does.
+    subprocess.run(["podman", "kill", "--signal", "KILL", old], check=True, capture_output=True)
+    new = wait_for(lambda: (lead := leader(cluster_view())) not in (None, old) and lead, 90, "a new leader")
+    promoted_at = time.time()
+    time.sleep(10)
+    result = stop_load(api, WORK, timeout=60)["prod"]
+
+    acked = {n for n, _ in result["ack_times"]}
+    after = [t for _, t in result["ack_times"] if t > killed_at]
+    assert after, f"no write succeeded after the kill: {result['failures'][-5:]}"
+    stored = _stored_volumes(member(new), _prod(environments)["database"], symbol)
+    lost = sorted(acked - stored)
+
+    restarted_at = time.monotonic()
+    subprocess.run(["podman", "start", old], check=True, capture_output=True)
+    # The old leader comes back as a replica of the new timeline, with no operator step.
+    view = wait_healthy(timeout=240)
+    rejoined = time.monotonic() - restarted_at
+    measurement = {
+        "test": "failover", "old_leader": old, "new_leader": new,
+        "promoted_s": round(promoted_at - killed_at, 1),
+        "first_write_after_kill_s": round(min(after) - killed_at, 2),
+        "acked": len(acked), "lost": len(lost), "failed_requests": len(result["failures"]),
+        "old_leader_rejoined_s": round(rejoined, 1),
+        "old_leader_role": next(m["Role"] for m in view if m["Member"] == old),
+    }
+    record(measurement)
+    assert not lost, f"acknowledged writes missing after the failover: {lost[:20]}"
+    assert leader(view) == new
+    return measurement
+
+
+def test_unplanned_failover_loses_no_acknowledged_write(api, environments, vault):
+    runs = [_failover_once(api, environments, vault) for _ in range(FAILOVER_RUNS)]
+    _summary("failover", runs, ["first_write_after_kill_s", "promoted_s", "lost", "failed_requests",
+                                "old_leader_rejoined_s"])
+
+
+def _switchover_once(api, environments, vault) -> dict:
+    view = wait_healthy()
+    old = leader(view)
+    symbol = f"SW{uuid.uuid4().hex[:6].upper()}"
+    start_load(api, WORK, _load_target(environments, vault, symbol))
+    time.sleep(3)
+    started = time.monotonic()
+    switched = run_playbook("switchover.yml")
+    took = time.monotonic() - started
+    assert switched.returncode == 0, switched.stdout[-3000:]
+    time.sleep(3)
+    result = stop_load(api, WORK, timeout=60)["prod"]
+    view = wait_healthy()
+    new = leader(view)
+    acked = {n for n, _ in result["ack_times"]}
+    stored = _stored_volumes(member(new), _prod(environments)["database"], symbol)
+    measurement = {
+        "test": "switchover", "old_leader": old, "new_leader": new, "playbook_s": round(took, 1),
+        "sent": result["sent"], "acked": len(acked), "failed_requests": len(result["failures"]),
+        "worst_latency_s": round(result["max_latency"], 2), "lost": len(acked - stored),
+        "failures": result["failures"][:5],
+    }
+    record(measurement)
+    assert new != old
+    assert not acked - stored
+    assert not result["failures"], result["failures"][:10]
+    return measurement
+
+
+def test_planned_switchover_fails_no_request(api, environments, vault):
+    runs = [_switchover_once(api, environments, vault) for _ in range(SWITCHOVER_RUNS)]
+    _summary("switchover", runs, ["failed_requests", "worst_latency_s", "playbook_s"])
+
+
+def _summary(name: str, runs: list[dict], keys: list[str]) -> None:
+    summary = {"test": f"{name} summary", "runs": len(runs)}
+    for key in keys:
+        values = [r[key] for r in runs]
+        summary[key] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    record(summary)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _every_member_running():
+    """A test that fails midway may leave a member stopped: start it for the next one."""
+    yield
+    for name in MEMBERS:
+        if not running(name):
+            subprocess.run(["podman", "start", name], check=False, capture_output=True)
