@@ -66,7 +66,8 @@ def test_dcs_is_etcd_over_tls_with_client_certificates():
         "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
         "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt "
         "--cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key endpoint health --cluster")
-    assert health.rc == 0 and health.stdout.count("is healthy") == len(MEMBERS), health.stdout + health.stderr
+    report = health.stdout + health.stderr  # etcdctl writes the health report to stderr
+    assert health.rc == 0 and report.count("is healthy") == len(MEMBERS), report
     # Without a client certificate the DCS refuses the client.
     bare = db.run("ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
                   "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt --command-timeout=3s get /service --prefix")
@@ -128,8 +129,11 @@ def _failover_once(api, environments, vault) -> dict:
     result = stop_load(api, WORK, timeout=60)["prod"]
 
     acked = {n for n, _ in result["ack_times"]}
-    after = [t for _, t in result["ack_times"] if t > killed_at]
+    after = sorted(t for _, t in result["ack_times"] if t > killed_at)
     assert after, f"no write succeeded after the kill: {result['failures'][-5:]}"
+    # The recovery time: the longest stretch after the kill with no acknowledged write (a request
+    # already committed when the leader died may still be acknowledged just after the kill).
+    outage = max(b - a for a, b in zip([killed_at, *after], after, strict=False))
     stored = _stored_volumes(member(new), _prod(environments)["database"], symbol)
     lost = sorted(acked - stored)
 
@@ -141,7 +145,7 @@ def _failover_once(api, environments, vault) -> dict:
     measurement = {
         "test": "failover", "old_leader": old, "new_leader": new,
         "promoted_s": round(promoted_at - killed_at, 1),
-        "first_write_after_kill_s": round(min(after) - killed_at, 2),
+        "write_outage_s": round(outage, 2),
         "acked": len(acked), "lost": len(lost), "failed_requests": len(result["failures"]),
         "old_leader_rejoined_s": round(rejoined, 1),
         "old_leader_role": next(m["Role"] for m in view if m["Member"] == old),
@@ -154,7 +158,7 @@ def _failover_once(api, environments, vault) -> dict:
 
 def test_unplanned_failover_loses_no_acknowledged_write(api, environments, vault):
     runs = [_failover_once(api, environments, vault) for _ in range(FAILOVER_RUNS)]
-    _summary("failover", runs, ["first_write_after_kill_s", "promoted_s", "lost", "failed_requests",
+    _summary("failover", runs, ["write_outage_s", "promoted_s", "lost", "failed_requests",
                                 "old_leader_rejoined_s"])
 
 
@@ -207,3 +211,22 @@ def _every_member_running():
     for name in MEMBERS:
         if not running(name):
             subprocess.run(["podman", "start", name], check=False, capture_output=True)
+
+
+def test_reinit_rebuilds_a_replica_from_the_leader():
+    view = wait_healthy()
+    replica = next(m["Member"] for m in view if m["Role"] == "Replica")
+    host = member(replica)
+    marker = "/var/lib/postgresql/15/main/reinit-marker"
+    host.check_output(f"runuser -u postgres -- touch {marker}")
+    reinit = run_playbook("patroni-reinit.yml", "-e", f"patroni_reinit_member={replica}")
+    assert reinit.returncode == 0, reinit.stdout[-3000:]
+    # A new copy of the leader's data directory: the file only this replica had is gone.
+    assert not host.file(marker).exists
+    wait_healthy()
+
+
+def test_switchover_refuses_a_candidate_that_is_not_a_member():
+    out = run_playbook("switchover.yml", "-e", "patroni_switchover_candidate=nosuchhost")
+    assert out.returncode != 0
+    assert "patroni_switchover_candidate=nosuchhost is not a replica" in out.stdout, out.stdout[-2000:]
