@@ -20,7 +20,7 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
-from support import PROJECT, api_key, inventory_environments, read_vault, run_playbook, start_load, stop_load  # noqa: E402
+from support import PROJECT, api_key, inventory_environments, read_vault, run_playbook, start_load, stop_load
 
 __all__ = ["api_key", "run_playbook", "start_load", "stop_load"]
 
