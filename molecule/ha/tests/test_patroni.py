@@ -246,3 +246,22 @@ def test_only_members_reach_etcd_and_the_rest_api(api, port):
     assert api.run(probe).rc != 0, f"ha-api1 reached {lead}:{port}"
     other = next(m["Member"] for m in view if m["Member"] != lead)
     assert member(other).run(probe).rc == 0, f"{other} could not reach {lead}:{port}"
+
+
+def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(api, environments, vault):
+    view = wait_healthy()
+    old = leader(view)
+    started = {name: psql(member(name), "SELECT pg_postmaster_start_time()") for name in MEMBERS}
+    symbol = f"RR{uuid.uuid4().hex[:6].upper()}"
+    start_load(api, WORK, _load_target(environments, vault, symbol))
+    time.sleep(2)
+    rolled = run_playbook("patroni-rolling-restart.yml", timeout=900)
+    assert rolled.returncode == 0, rolled.stdout[-3000:]
+    result = stop_load(api, WORK, timeout=60)["prod"]
+    view = wait_healthy()
+    restarted = {name: psql(member(name), "SELECT pg_postmaster_start_time()") for name in MEMBERS}
+    record({"test": "rolling restart", "sent": result["sent"], "failed_requests": len(result["failures"]),
+            "worst_latency_s": round(result["max_latency"], 2)})
+    assert all(restarted[name] != started[name] for name in MEMBERS), (started, restarted)
+    assert leader(view) != old
+    assert not result["failures"], result["failures"][:10]
