@@ -35,10 +35,13 @@ VOLUME_MAX = 2**63 - 1  # BIGINT
 
 
 def _value(price: Any) -> Decimal:
+    """A sort key for any drawn price: NaN (which Decimal refuses to order) and anything that is
+    not a number sort as 0, where the service rejects them anyway."""
     try:
-        return Decimal(str(price))
+        value = Decimal(str(price))
     except InvalidOperation:
         return Decimal(0)
+    return value if not value.is_nan() else Decimal(0)
 
 
 def _in_utc_range(ts: str) -> bool:
