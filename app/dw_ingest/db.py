@@ -310,6 +310,14 @@ class Database:
                 conn.terminate()
             self._discard(pool, exc)
             raise
+        except Exception as exc:
+            if pool is self._pool:
+                raise
+            # Another request threw this pool away while the statement ran: terminate() pulls the
+            # connection out from under asyncpg in whatever state it is, and asyncpg then fails with
+            # whatever that state gives (seen: AttributeError, 'NoneType' object has no attribute
+            # 'bind_execute', during type introspection). The write is tried again on the new pool.
+            raise PoolTerminated(f"the pool was reset during the statement ({_describe(exc)})") from exc
         finally:
             await pool.release(conn)
 

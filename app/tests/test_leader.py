@@ -8,6 +8,7 @@ address: no test traffic leaves the machine."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import threading
@@ -17,9 +18,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 import pytest
 from dw_ingest.config import ConfigError, DatabaseHost, DatabaseURL, Settings
+from dw_ingest.db import Database, WriteResult
+from dw_ingest.models import MarketRecord
 
 from tests.conftest import API_KEY, Server, record, start_server
 from tests.support.pgcluster import PgCluster
@@ -335,6 +339,42 @@ def test_a_restart_within_the_retry_budget_shows_clients_only_latency(pair, tmp_
         assert not [s for s in traffic.sent if not set(s.symbols) <= stored(a, database)]
     finally:
         server.stop()
+
+
+def test_a_write_whose_pool_is_reset_under_it_is_tried_again(pair, monkeypatch):
+    """Another request's failure throws the pool away (terminate()) while this write's statement runs
+    on one of the pool's connections. Injected: the reset happens as asyncpg prepares the statement.
+    asyncpg then fails in whatever state the connection was left (in a CI run: AttributeError during
+    type introspection, answered 500); the write must be tried again on a new pool and stored."""
+    a, b, database = pair
+    settings = Settings.from_env({"DATABASE_URL": dsn(database, a.port, b.port), "ENVIRONMENT": "testing"})
+    seen: list[BaseException] = []
+    original = asyncpg.connection.Connection._get_statement
+
+    async def reset_once(self, *args, **kwargs):
+        if not seen:
+            db._discard(db._pool, ConnectionResetError("another request's connection broke"))
+            try:
+                return await original(self, *args, **kwargs)
+            except BaseException as exc:
+                seen.append(exc)
+                raise
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "_get_statement", reset_once)
+    sent = record()
+    db = Database(settings)
+
+    async def write() -> WriteResult:
+        try:
+            return await db.write_many([MarketRecord.model_validate(sent)])
+        finally:
+            await db.close()
+
+    result = asyncio.run(write())
+    assert seen, "the injected reset did not happen during the statement"
+    assert (result.received, result.inserted) == (1, 1)
+    assert stored(a, database) == {sent["symbol"]}
 
 
 def test_a_url_with_several_hosts():
