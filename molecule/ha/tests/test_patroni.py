@@ -214,17 +214,28 @@ def _every_member_running():
             subprocess.run(["podman", "start", name], check=False, capture_output=True)
 
 
-def test_reinit_rebuilds_a_replica_from_the_leader():
+def test_reinit_rebuilds_a_replica_from_the_backup_repository():
     view = wait_healthy()
     replica = next(m["Member"] for m in view if m["Role"] == "Replica")
     host = member(replica)
     marker = "/var/lib/postgresql/15/main/reinit-marker"
     host.check_output(f"runuser -u postgres -- touch {marker}")
+    restores = _completed_restores(host)
+    since = host.check_output("date +%s")
     reinit = run_playbook("patroni-reinit.yml", "-e", f"patroni_reinit_member={replica}")
     assert reinit.returncode == 0, reinit.stdout[-3000:]
-    # A new copy of the leader's data directory: the file only this replica had is gone.
+    # A new copy: the file only this replica had is gone. It came from the repository (pgBackRest
+    # restored it, and Patroni says which method built it), not over the network from the leader.
     assert not host.file(marker).exists
+    assert _completed_restores(host) == restores + 1
+    journal = host.check_output(f"journalctl -u patroni --since @{since} --no-pager -o cat")
+    assert "replica has been created using pgbackrest" in journal, journal[-2000:]
     wait_healthy()
+
+
+def _completed_restores(host) -> int:
+    log = host.file("/var/log/pgbackrest/main-cluster-restore.log")
+    return log.content_string.count("restore command end: completed successfully") if log.exists else 0
 
 
 def test_switchover_refuses_a_candidate_that_is_not_a_member():
