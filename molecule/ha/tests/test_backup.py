@@ -5,7 +5,6 @@ new leader without a converge."""
 from __future__ import annotations
 
 import json
-import re
 
 import testinfra
 from conftest import leader, run_playbook, wait_healthy
@@ -41,15 +40,3 @@ def test_archiving_and_backups_follow_a_switchover():
     backups = _backups(repository)
     # Only a primary can start a backup (no backup-standby here): it came from the new leader.
     assert len(backups) == count + 1 and backups[-1]["type"] == "incr", backups[-1]
-
-
-def test_the_single_host_restore_refuses_a_patroni_cluster_before_stopping_anything(environments):
-    view = wait_healthy()
-    out = run_playbook("restore.yml", "-e", f"restore_confirm={leader(view)}")
-    assert out.returncode != 0
-    flat = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr).split())
-    assert "whose restore is not built yet" in flat, flat[-2000:]
-    assert "Stop the API units" not in flat
-    api = testinfra.get_host("podman://ha-api1")
-    for env in environments:
-        assert api.service(env["unit"]).is_running, env["unit"]

@@ -1,0 +1,116 @@
+"""Restores of the Patroni cluster, after the failovers of test_patroni.py (this file runs after it):
+a backup taken after a failover passes the restore drill, and a point-in-time restore of the whole
+cluster leaves one leader, a synchronous standby and every member on the new timeline, holding what
+was committed before the target and nothing after it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from types import SimpleNamespace
+
+import testinfra
+from conftest import MEMBERS, api_key, leader, member, psql, run_playbook, wait_for, wait_healthy
+
+PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
+DATABASE = "cosc471_test"
+
+
+def _repository():
+    return testinfra.get_host("podman://ha-backup1")
+
+
+def _flat(result) -> str:
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).split())
+
+
+def _timeline(wal_segment: str) -> int:
+    return int(wal_segment[:8], 16)
+
+
+def _insert(host, symbol: str) -> None:
+    psql(host, "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
+               f"VALUES ('{symbol}', now(), 1, 1, 1, 1, 1, 1)", DATABASE)
+
+
+def _holds(host, symbol: str) -> bool:
+    return psql(host, f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", DATABASE) == "1"
+
+
+def test_a_backup_taken_after_a_failover_passes_the_drill():
+    view = wait_healthy()
+    repository = _repository()
+    backups = json.loads(repository.check_output(f"{PGBACKREST} info --output=json"))[0]["backup"]
+    first_timeline = _timeline(backups[0]["archive"]["start"])
+    # The failovers and switchovers before this test moved the cluster to a later timeline.
+    assert view[0]["TL"] > first_timeline, (view, backups[0]["archive"])
+    repository.check_output(f"{PGBACKREST} --repo=1 --type=incr backup")
+    newest = json.loads(repository.check_output(f"{PGBACKREST} info --output=json"))[0]["backup"][-1]
+    assert _timeline(newest["archive"]["start"]) == view[0]["TL"], newest["archive"]
+    drill = run_playbook("restore-drill.yml")
+    flat = _flat(drill)
+    assert drill.returncode == 0, flat[-3000:]
+    assert "restore drill passed, counts match" in flat, flat[-3000:]
+    # It ran on the member that leads (the others stopped at once), and compared every environment.
+    reporters = re.findall(r"ok: \[([\w-]+)\] => (?:\{ \"msg\": \"|msg: '?)restore drill repo1 target=", flat)
+    assert reporters == [leader(view)], flat[-3000:]
+    rows = re.findall(r"(cosc471_\w+) live=(\d+) restored=(\d+)", flat)
+    assert {database for database, _, _ in rows} == {"cosc471_prod", "cosc471_dev", "cosc471_test"}, rows
+    assert all(live == restored for _, live, restored in rows), rows
+    assert sum(int(live) for _, live, _ in rows) > 0, rows
+
+
+def test_point_in_time_restore_of_the_cluster(api, environments, vault):
+    before = wait_healthy()
+    old_leader = leader(before)
+    # Restored onto a member that does not lead now: any member can be the one restored.
+    restored = next(m["Member"] for m in before if m["Role"] == "Replica")
+    kept, undone = f"PITR{uuid.uuid4().hex[:6].upper()}", f"UNDO{uuid.uuid4().hex[:6].upper()}"
+    lead = member(old_leader)
+    _insert(lead, kept)
+    time.sleep(1)
+    target = psql(lead, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+    time.sleep(1)
+    _insert(lead, undone)
+    timeline_before = before[0]["TL"]
+
+    restore = run_playbook("restore.yml", "-e", f"restore_confirm={restored}",
+                           "-e", json.dumps({"restore_target": target}), timeout=1800)
+    flat = _flat(restore)
+    assert restore.returncode == 0, flat[-4000:]
+    assert re.search(rf"{restored} leads on timeline (\d+)", flat), flat[-3000:]
+
+    # One leader (the restored member), a synchronous standby, every member on the new timeline.
+    after = wait_healthy()
+    assert leader(after) == restored, after
+    timeline = after[0]["TL"]
+    assert timeline > timeline_before, (timeline_before, after)
+    # Every member holds what was committed before the target, and nothing after it.
+    for name in MEMBERS:
+        host = member(name)
+        wait_for(lambda h=host: _holds(h, kept), 60, f"{name} to hold the row committed before the target")
+        assert not _holds(host, undone), f"{name} still holds the row committed after the target"
+    # The replicas stream from the new leader on its timeline (restored from the repository, not
+    # rewound: no pg_rewind or base backup was needed).
+    for name in MEMBERS:
+        if name == restored:
+            continue
+        received = psql(member(name), "SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+        assert received == str(timeline), (name, received)
+    # The APIs are back and write to the new leader.
+    prod = next(env for env in environments if env["name"] == "prod")
+    written = f"API{uuid.uuid4().hex[:6].upper()}"
+    body = json.dumps({"symbol": written, "ts": "2026-01-02T03:04:05Z", "open": "1.5", "high": "2",
+                       "low": "1", "close": "1.75", "volume": 7, "vwap": "1.6"})
+    status = api.check_output(
+        f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' "
+        f"-H 'X-API-Key: {api_key(vault, SimpleNamespace(name='prod'))}' "
+        f"--data '{body}' http://127.0.0.1:{prod['api_port']}/ingest/market-data/")
+    assert status == "200", status
+    assert psql(member(restored), f"SELECT count(*) FROM staging.market_data WHERE symbol = '{written}'",
+                prod["database"]) == "1"
+    # The repository's newest backup is of the restored cluster (new replicas restore from it).
+    newest = json.loads(_repository().check_output(f"{PGBACKREST} info --output=json"))[0]["backup"][-1]
+    assert _timeline(newest["archive"]["start"]) == timeline, newest["archive"]
