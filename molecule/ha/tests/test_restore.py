@@ -31,8 +31,12 @@ def _timeline(wal_segment: str) -> int:
 
 
 def _insert(host, symbol: str) -> None:
-    psql(host, "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
-               f"VALUES ('{symbol}', now(), 1, 1, 1, 1, 1, 1)", DATABASE)
+    psql(
+        host,
+        "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
+        f"VALUES ('{symbol}', now(), 1, 1, 1, 1, 1, 1)",
+        DATABASE,
+    )
 
 
 def _holds(host, symbol: str) -> bool:
@@ -76,8 +80,9 @@ def test_point_in_time_restore_of_the_cluster(api, environments, vault):
     _insert(lead, undone)
     timeline_before = before[0]["TL"]
 
-    restore = run_playbook("restore.yml", "-e", f"restore_confirm={restored}",
-                           "-e", json.dumps({"restore_target": target}), timeout=1800)
+    restore = run_playbook(
+        "restore.yml", "-e", f"restore_confirm={restored}", "-e", json.dumps({"restore_target": target}), timeout=1800
+    )
     flat = _flat(restore)
     assert restore.returncode == 0, flat[-4000:]
     assert re.search(rf"{restored} leads on timeline (\d+)", flat), flat[-3000:]
@@ -102,15 +107,45 @@ def test_point_in_time_restore_of_the_cluster(api, environments, vault):
     # The APIs are back and write to the new leader.
     prod = next(env for env in environments if env["name"] == "prod")
     written = f"API{uuid.uuid4().hex[:6].upper()}"
-    body = json.dumps({"symbol": written, "ts": "2026-01-02T03:04:05Z", "open": "1.5", "high": "2",
-                       "low": "1", "close": "1.75", "volume": 7, "vwap": "1.6"})
+    body = json.dumps(
+        {
+            "symbol": written,
+            "ts": "2026-01-02T03:04:05Z",
+            "open": "1.5",
+            "high": "2",
+            "low": "1",
+            "close": "1.75",
+            "volume": 7,
+            "vwap": "1.6",
+        }
+    )
     status = api.check_output(
         f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' "
         f"-H 'X-API-Key: {api_key(vault, SimpleNamespace(name='prod'))}' "
-        f"--data '{body}' http://127.0.0.1:{prod['api_port']}/ingest/market-data/")
+        f"--data '{body}' http://127.0.0.1:{prod['api_port']}/ingest/market-data/"
+    )
     assert status == "200", status
-    assert psql(member(restored), f"SELECT count(*) FROM staging.market_data WHERE symbol = '{written}'",
-                prod["database"]) == "1"
+    assert (
+        psql(member(restored), f"SELECT count(*) FROM staging.market_data WHERE symbol = '{written}'", prod["database"])
+        == "1"
+    )
     # The repository's newest backup is of the restored cluster (new replicas restore from it).
     newest = json.loads(_repository().check_output(f"{PGBACKREST} info --output=json"))[0]["backup"][-1]
     assert _timeline(newest["archive"]["start"]) == timeline, newest["archive"]
+
+
+def test_recovering_one_environment_is_refused_on_a_patroni_cluster_before_anything_changes(api, environments):
+    result = run_playbook(
+        "recover-environment.yml",
+        "-e",
+        "env=test",
+        "-e",
+        "recover_confirm=test",
+        "-e",
+        "target='2026-01-01 00:00:00+00'",
+    )
+    flat = _flat(result)
+    assert result.returncode != 0
+    assert "where it is not built yet. Nothing was changed" in flat, flat[-2000:]
+    for env in environments:
+        assert api.service(env["unit"]).is_running, env["unit"]
