@@ -1,17 +1,22 @@
 """What the molecule scenarios' tests share: the project's paths, the inventory's environments
 with the names derived from them (by the dw_environments role's own filter plugin), the local
-vault, and a load generator run inside a test host."""
+vault (the fixtures every scenario's conftest imports), waiting for a condition, and a load
+generator run inside a test host."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import pytest
 import yaml
 
 PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[2]))
@@ -49,8 +54,42 @@ def read_vault() -> dict:
     return yaml.safe_load(out)
 
 
-def api_key(vault: dict, env) -> str:
-    key = vault["vault_ingest_api_keys"][env.name]
+@pytest.fixture(scope="session")
+def environments() -> list[dict]:
+    """The inventory's environments, as dicts with their derived names (default and cluster wrap
+    them in a dataclass fixture of their own)."""
+    return inventory_environments()
+
+
+@pytest.fixture(scope="session")
+def vault() -> dict:
+    return read_vault()
+
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 1.0) -> T:
+    """check()'s first truthy value, tried every interval seconds; fails naming `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def plain_output(output: str) -> str:
+    """ansible-playbook's output without colours (molecule forces them) and with its line wrapping
+    undone (the YAML callback wraps long messages): what a test searches for a message."""
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
+
+
+def api_key(vault: dict, environment: str) -> str:
+    """The API key of the environment named (the first, while a rotation keeps two)."""
+    key = vault["vault_ingest_api_keys"][environment]
     return key if isinstance(key, str) else key[0]
 
 

@@ -17,11 +17,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
-from support import api_key, inventory_environments, read_vault, run_playbook, start_load, stop_load  # noqa: E402
+from support import api_key, inventory_environments, run_playbook, start_load, stop_load, vault  # noqa: E402
 
 SCENARIO = Path(__file__).resolve().parents[1]
 
-__all__ = ["api_key", "run_playbook", "start_load", "stop_load"]
+__all__ = ["api_key", "run_playbook", "start_load", "stop_load", "vault"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,6 @@ class Environment:
 def environments() -> list[Environment]:
     return [Environment(e["name"], e["database"], e["api_port"], e["edge_port"], e["unit"],
                         tuple(e["api_logins"].values())) for e in inventory_environments()]
-
-
-@pytest.fixture(scope="session")
-def vault() -> dict:
-    return read_vault()
 
 
 @pytest.fixture(scope="session")

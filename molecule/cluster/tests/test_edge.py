@@ -25,7 +25,7 @@ def test_https_post_from_the_client_lands_in_its_own_database(client1, db1, envi
     for env in environments:
         symbol = f"E{uuid.uuid4().hex[:6].upper()}"
         result = _curl(client1, f"https://api1:{env.edge_port}/ingest/market-data/", "-X POST",
-                       "-H 'Content-Type: application/json'", f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env))}",
+                       "-H 'Content-Type: application/json'", f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env.name))}",
                        f"--data-binary {shlex.quote(_record(symbol))}")
         assert result.rc == 0, result.stderr
         assert json.loads(result.stdout) == {"status": "success"}
@@ -78,7 +78,7 @@ def test_the_request_id_travels_through_and_the_client_address_is_logged(client1
     request_id = uuid.uuid4().hex
     result = _curl(client1, f"https://api1:{env.edge_port}/ingest/market-data/", "-D - -o /dev/null", "-X POST",
                    "-H 'Content-Type: application/json'", f"-H 'X-Request-ID: {request_id}'",
-                   f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env))}", f"--data-binary {shlex.quote(_record('RID'))}")
+                   f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env.name))}", f"--data-binary {shlex.quote(_record('RID'))}")
     assert f"x-request-id: {request_id}" in result.stdout.lower()
     journal = api1.check_output(f"journalctl --no-pager -o cat -u {env.unit} -n 200")
     assert request_id in journal
@@ -90,7 +90,7 @@ def test_the_request_id_travels_through_and_the_client_address_is_logged(client1
 
 def test_a_body_over_the_limit_gets_the_apis_own_413(client1, api1, environments, vault):
     env = environments[1]
-    key = shlex.quote("X-API-Key: " + api_key(vault, env))
+    key = shlex.quote("X-API-Key: " + api_key(vault, env.name))
     # 5 MB of JSON-ish bytes, over the 4 MiB the API and the edge allow.
     body = "head -c 5000000 /dev/zero | tr '\\0' 'a'"
     write = "-w '\\n%{http_code} %{content_type}' -X POST -H 'Content-Type: application/json' --data-binary @-"

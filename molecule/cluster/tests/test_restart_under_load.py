@@ -17,7 +17,7 @@ def test_restarting_each_unit_under_load_fails_no_request(client1, api1, db1, en
     # One kept-alive connection per environment, as a client of the edge keeps it; about 12
     # requests a second each, under the edge's per-client rate limit.
     start_load(client1, WORK, [{"name": e.name, "url": f"https://api1:{e.edge_port}/ingest/market-data/",
-                                "key": api_key(vault, e), "symbol": symbols[e.name], "keepalive": True,
+                                "key": api_key(vault, e.name), "symbol": symbols[e.name], "keepalive": True,
                                 "pause": 0.08} for e in environments])
 
     restarts = 0

@@ -122,7 +122,7 @@ def test_server_loss_drill(client1, api1, db1, backup1, environments, vault):
             {
                 "name": e.name,
                 "url": f"https://api1:{e.edge_port}/ingest/market-data/",
-                "key": api_key(vault, e),
+                "key": api_key(vault, e.name),
                 "symbol": symbol,
                 "keepalive": True,
                 "pause": 0.1,

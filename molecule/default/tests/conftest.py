@@ -17,11 +17,12 @@ from support import (  # noqa: E402
     PROJECT,
     api_key,
     inventory_environments,
-    read_vault,
     role_default,
     run_playbook,
     start_load,
     stop_load,
+    vault,
+    wait_for,
 )
 
 STANZA = role_default("pgbackrest", "pgbackrest_stanza")
@@ -31,7 +32,7 @@ API_CONFIG_DIR = "/etc/dw-api"
 # pgBackRest inside the host, as the user that owns the cluster and the repositories.
 PGBACKREST = f"runuser -u postgres -- pgbackrest --stanza={STANZA}"
 
-__all__ = ["NAMES", "PROJECT", "api_key", "run_playbook", "start_load", "stop_load"]
+__all__ = ["NAMES", "PROJECT", "api_key", "run_playbook", "start_load", "stop_load", "vault", "wait_for"]
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,6 @@ class Environment:
 def environments() -> list[Environment]:
     return [Environment(**{k: e[k] for k in ("name", "environment", "database", "api_port")}, names=e)
             for e in inventory_environments()]
-
-
-@pytest.fixture(scope="session")
-def vault() -> dict:
-    return read_vault()
 
 
 class Psql:

@@ -58,7 +58,7 @@ def test_env_files_are_private_to_the_service_group(host, environments):
 def test_record_lands_in_its_own_environment_only(host, psql, environments, vault):
     for env in environments:
         symbol = "E" + uuid.uuid4().hex[:6].upper()
-        status, payload = _post(host, env.api_port, json.dumps(_record(symbol)), api_key(vault, env))
+        status, payload = _post(host, env.api_port, json.dumps(_record(symbol)), api_key(vault, env.name))
         assert status == 200, payload
         assert json.loads(payload) == {"status": "success"}
         for other in environments:
@@ -76,7 +76,7 @@ def test_bad_record_gets_422_and_adds_no_row(host, psql, environments, vault):
     env = environments[1]
     symbol = "B" + uuid.uuid4().hex[:6].upper()
     bad = _record(symbol) | {"low": "105"}  # low above open/close/high
-    status, payload = _post(host, env.api_port, json.dumps(bad), api_key(vault, env))
+    status, payload = _post(host, env.api_port, json.dumps(bad), api_key(vault, env.name))
     assert status == 422
     assert any("low" in map(str, err["loc"]) for err in json.loads(payload)["detail"])
     assert psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", env.database) == "0"

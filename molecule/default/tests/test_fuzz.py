@@ -47,7 +47,7 @@ def test_hostile_inputs_get_4xx_and_store_nothing(host, psql, environments, vaul
             path = "/ingest/market-data/batch" if name.startswith("batch") else "/ingest/market-data/"
             status = host.check_output(
                 f"{body} | curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Content-Type: {content_type}' "
-                f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env))} --data-binary @- "
+                f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env.name))} --data-binary @- "
                 f"http://127.0.0.1:{env.api_port}{path}")
             assert 400 <= int(status) < 500, (env.name, name, status)
             tried += 1
@@ -70,7 +70,7 @@ def test_schemathesis_passes_every_check_on_any_environment(host, environments, 
         result = host.run(
             f"SCHEMATHESIS_HOOKS={HOOKS_ON_HOST} {FUZZ_VENV}/bin/st run "
             f"http://127.0.0.1:{env.api_port}/openapi.json --checks all "
-            f"--max-examples 40 -H {shlex.quote('X-API-Key: ' + api_key(vault, env))} --no-color")
+            f"--max-examples 40 -H {shlex.quote('X-API-Key: ' + api_key(vault, env.name))} --no-color")
         assert result.rc == 0, result.stdout[-3000:]
         tried = _requests_served(host, env.api_port) - served_before
         assert tried >= 40, tried

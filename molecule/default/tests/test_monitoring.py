@@ -15,7 +15,7 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import STANZA, refresh_backup_metrics, role_default
+from conftest import STANZA, refresh_backup_metrics, role_default, wait_for
 
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
 WEBHOOK_PORT = 9199
@@ -46,17 +46,6 @@ def query(host, promql: str) -> list[dict]:
     return get_json(host, f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': promql})}")["data"]["result"]
 
 
-def wait_for(what: str, probe, timeout: float = 120, every: float = 1):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
 def test_services_listen_on_loopback_only(host):
     listening = host.check_output("ss -ltnH")
     for port in (9090, 9093, 9100, 9187):
@@ -70,7 +59,7 @@ def test_every_target_is_scraped_and_healthy(host, environments):
         active = get_json(host, f"{PROMETHEUS}/api/v1/targets")["data"]["activeTargets"]
         return active if active and all(t["health"] == "up" for t in active) else None
 
-    active = wait_for("every target up", targets, timeout=60)
+    active = wait_for(targets, 60, "every target up")
     jobs = sorted(t["labels"]["job"] for t in active)
     assert jobs == sorted(["alertmanager", "node", "postgres", "prometheus"] + ["dw-api"] * len(environments))
     assert {t["labels"]["environment"] for t in active if t["labels"]["job"] == "dw-api"} == {
@@ -115,9 +104,9 @@ def test_backup_facts_reach_prometheus(host):
     assert textfile.exists and textfile.mode == 0o644
     # Prometheus has scraped the file this test wrote, not an older one.
     wait_for(
-        "a scrape of the refreshed backup metrics",
         lambda: query(host, f"dw_pgbackrest_info_timestamp_seconds >= {written:.0f}"),
-        timeout=60,
+        60,
+        "a scrape of the refreshed backup metrics",
     )
     ends = query(host, "max by (repo) (dw_pgbackrest_backup_last_end_timestamp_seconds)")
     repos = {r["metric"]["repo"]: float(r["value"][1]) for r in ends}
@@ -166,7 +155,7 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
     backup_dir = f"{REPO1}/backup/{STANZA}"
     mode = host.check_output(f"stat -c %a {backup_dir}")
     # A healthy start (an alert from an earlier test, such as a killed API, resolves first).
-    wait_for("dw-status to exit 0 before the break", lambda: _dw_status(host)[0] == 0, timeout=90, every=3)
+    wait_for(lambda: _dw_status(host)[0] == 0, 90, "dw-status to exit 0 before the break", interval=3)
     try:
         host.check_output(f"chmod 0500 {backup_dir}")
         assert host.run(f"systemctl start {BACKUP_UNIT}").rc != 0, "the backup should fail on an unwritable repository"
@@ -183,10 +172,10 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
                 if a["labels"]["alertname"] == "DwBackupUnitFailed" and a["labels"]["name"] == BACKUP_UNIT
             ]
 
-        seen = wait_for("the alert in Prometheus", prometheus_alert, timeout=60)
+        seen = wait_for(prometheus_alert, 60, "the alert in Prometheus")
         assert seen[0]["state"] in ("pending", "firing")
         assert "pgbackrest-daily.service failed" in seen[0]["annotations"]["summary"]
-        delivered = wait_for("the alert at the webhook", lambda: _webhook_alerts(host, "firing"), timeout=120)
+        delivered = wait_for(lambda: _webhook_alerts(host, "firing"), 120, "the alert at the webhook")
         print(f"failed unit -> Alertmanager webhook: {delivered[0]['received'] - failed_at:.1f} s")
 
         rc, status = _dw_status(host)
@@ -202,13 +191,13 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
     # from then on (measured from the start, not the end, of that run).
     repaired_at = time.time()
     assert host.run(f"systemctl start {BACKUP_UNIT}").rc == 0
-    resolved = wait_for("the resolved alert at the webhook", lambda: _webhook_alerts(host, "resolved"), timeout=120)
+    resolved = wait_for(lambda: _webhook_alerts(host, "resolved"), 120, "the resolved alert at the webhook")
     print(f"repaired run started -> resolved at the webhook: {resolved[0]['received'] - repaired_at:.1f} s")
 
     def dw_status_clear():
         rc, status = _dw_status(host)
         return status if rc == 0 else None
 
-    status = wait_for("dw-status to exit 0", dw_status_clear, timeout=60, every=3)
+    status = wait_for(dw_status_clear, 60, "dw-status to exit 0", interval=3)
     assert status["ok"] and not status["problems"]
     print(host.check_output("dw-status"))

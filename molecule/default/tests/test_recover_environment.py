@@ -31,7 +31,7 @@ def _target(env, vault, symbol: str, pause: float = 0.02) -> dict:
     return {
         "name": env.name,
         "url": f"http://127.0.0.1:{env.api_port}/ingest/market-data/",
-        "key": api_key(vault, env),
+        "key": api_key(vault, env.name),
         "symbol": symbol,
         "keepalive": False,
         "pause": pause,

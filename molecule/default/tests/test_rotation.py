@@ -64,7 +64,7 @@ def test_rotation_under_load_loses_nothing_and_leaks_nothing(host, psql, environ
     old_logins = {e.name: psql.value(_active_login_sql(e)) for e in environments}
 
     start_load(host, LOAD_DIR, [{"name": e.name, "url": f"http://127.0.0.1:{e.api_port}/ingest/market-data/",
-                                 "key": api_key(vault, e), "symbol": f"ROT{e.name.upper()}", "keepalive": False,
+                                 "key": api_key(vault, e.name), "symbol": f"ROT{e.name.upper()}", "keepalive": False,
                                  "pause": 0.02} for e in environments])
     time.sleep(2)
     outputs = [_rotate(new, tmp_path, "new")]

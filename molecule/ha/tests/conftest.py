@@ -10,34 +10,20 @@ import json
 import shlex
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
-from support import PROJECT, api_key, inventory_environments, read_vault, run_playbook, start_load, stop_load
+from support import PROJECT, api_key, environments, plain_output, run_playbook, start_load, stop_load, vault, wait_for
 
-__all__ = ["api_key", "run_playbook", "start_load", "stop_load"]
+__all__ = ["api_key", "environments", "plain_output", "run_playbook", "start_load", "stop_load", "vault", "wait_for"]
 
 MEMBERS = ("ha-db1", "ha-db2", "ha-db3")
 # Where each test appends what it measured (one JSON object per line), for the closing figures.
 MEASUREMENTS = PROJECT / ".cache" / "ha-measurements.jsonl"
-T = TypeVar("T")
-
-
-@pytest.fixture(scope="session")
-def environments() -> list[dict]:
-    return inventory_environments()
-
-
-@pytest.fixture(scope="session")
-def vault() -> dict:
-    return read_vault()
 
 
 @pytest.fixture(scope="session")
@@ -82,17 +68,6 @@ def healthy(view: list[dict]) -> bool:
         and all(m["State"] in ("running", "streaming") and m.get("TL") == timeline for m in view)
         and all(m.get("Lag in MB", 0) == 0 for m in view if m["Role"] != "Leader")
     )
-
-
-def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_healthy(timeout: float = 180) -> list[dict]:

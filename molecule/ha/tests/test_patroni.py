@@ -8,12 +8,10 @@ Failover and switchover are measured several times each: every run appends its f
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import subprocess
 import time
 import uuid
-from types import SimpleNamespace
 
 import pytest
 from conftest import (
@@ -22,6 +20,7 @@ from conftest import (
     cluster_view,
     leader,
     member,
+    plain_output,
     psql,
     record,
     run_playbook,
@@ -45,7 +44,7 @@ def _load_target(environments, vault, symbol: str) -> list[dict]:
     """One writer through the prod API, directly on ha-api1, a record every 50 ms."""
     prod = _prod(environments)
     return [{"name": "prod", "url": f"http://127.0.0.1:{prod['api_port']}/ingest/market-data/",
-             "key": api_key(vault, SimpleNamespace(name="prod")), "symbol": symbol, "keepalive": True,
+             "key": api_key(vault, "prod"), "symbol": symbol, "keepalive": True,
              "pause": 0.05, "ack_times": True}]
 
 
@@ -91,7 +90,7 @@ def test_api_writes_reach_every_member_and_replicas_refuse_writes(api, environme
     for env in environments:
         body = json.dumps({"symbol": symbol, "ts": "2026-01-02T03:04:05Z", "open": "1.5", "high": "2",
                            "low": "1", "close": "1.75", "volume": 7, "vwap": "1.6"})
-        key = api_key(vault, SimpleNamespace(name=env["name"]))
+        key = api_key(vault, env["name"])
         out = api.check_output(
             f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -H 'X-API-Key: {key}' "
             f"--data '{body}' http://127.0.0.1:{env['api_port']}/ingest/market-data/")
@@ -242,9 +241,8 @@ def test_switchover_refuses_a_candidate_that_is_not_a_member():
     before = leader(wait_healthy())
     out = run_playbook("switchover.yml", "-e", "patroni_switchover_candidate=nosuchhost")
     assert out.returncode != 0
-    # Without colours (molecule forces them), and unwrapped (the YAML callback wraps long messages).
     # The failure itself is reported on stderr.
-    flat = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr).split())
+    flat = plain_output(out.stdout + out.stderr)
     assert "Check the candidate" in flat and "nosuchhost" in flat, (out.stdout + out.stderr)[-2000:]
     assert leader(wait_healthy()) == before
 

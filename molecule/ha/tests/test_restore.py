@@ -9,10 +9,9 @@ import json
 import re
 import time
 import uuid
-from types import SimpleNamespace
 
 import testinfra
-from conftest import MEMBERS, api_key, leader, member, psql, run_playbook, wait_for, wait_healthy
+from conftest import MEMBERS, api_key, leader, member, plain_output, psql, run_playbook, wait_for, wait_healthy
 
 PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
 DATABASE = "cosc471_test"
@@ -20,10 +19,6 @@ DATABASE = "cosc471_test"
 
 def _repository():
     return testinfra.get_host("podman://ha-backup1")
-
-
-def _flat(result) -> str:
-    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).split())
 
 
 def _timeline(wal_segment: str) -> int:
@@ -54,7 +49,7 @@ def test_a_backup_taken_after_a_failover_passes_the_drill():
     newest = json.loads(repository.check_output(f"{PGBACKREST} info --output=json"))[0]["backup"][-1]
     assert _timeline(newest["archive"]["start"]) == view[0]["TL"], newest["archive"]
     drill = run_playbook("restore-drill.yml")
-    flat = _flat(drill)
+    flat = plain_output(drill.stdout + drill.stderr)
     assert drill.returncode == 0, flat[-3000:]
     assert "restore drill passed, counts match" in flat, flat[-3000:]
     # It ran on the member that leads (the others stopped at once), and compared every environment.
@@ -83,7 +78,7 @@ def test_point_in_time_restore_of_the_cluster(api, environments, vault):
     restore = run_playbook(
         "restore.yml", "-e", f"restore_confirm={restored}", "-e", json.dumps({"restore_target": target}), timeout=1800
     )
-    flat = _flat(restore)
+    flat = plain_output(restore.stdout + restore.stderr)
     assert restore.returncode == 0, flat[-4000:]
     assert re.search(rf"{restored} leads on timeline (\d+)", flat), flat[-3000:]
 
@@ -121,7 +116,7 @@ def test_point_in_time_restore_of_the_cluster(api, environments, vault):
     )
     status = api.check_output(
         f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' "
-        f"-H 'X-API-Key: {api_key(vault, SimpleNamespace(name='prod'))}' "
+        f"-H 'X-API-Key: {api_key(vault, 'prod')}' "
         f"--data '{body}' http://127.0.0.1:{prod['api_port']}/ingest/market-data/"
     )
     assert status == "200", status
@@ -144,7 +139,7 @@ def test_recovering_one_environment_is_refused_on_a_patroni_cluster_before_anyth
         "-e",
         "target='2026-01-01 00:00:00+00'",
     )
-    flat = _flat(result)
+    flat = plain_output(result.stdout + result.stderr)
     assert result.returncode != 0
     assert "where it is not built yet. Nothing was changed" in flat, flat[-2000:]
     for env in environments:

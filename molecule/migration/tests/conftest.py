@@ -11,22 +11,14 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from migration_checks import DATABASES, STATE_DIR, inventory_environments, read_vault
+from migration_checks import DATABASES, STATE_DIR, environments, vault
+
+__all__ = ["environments", "vault"]
 
 
 @pytest.fixture(scope="session")
 def legacy():
     return testinfra.get_host("podman://mig-legacy")
-
-
-@pytest.fixture(scope="session")
-def environments() -> list[dict]:
-    return inventory_environments()
-
-
-@pytest.fixture(scope="session")
-def vault() -> dict:
-    return read_vault()
 
 
 @pytest.fixture()

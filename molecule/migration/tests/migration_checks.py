@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
-from support import api_key, inventory_environments, read_vault, run_playbook
+from support import api_key, environments, inventory_environments, plain_output, run_playbook, vault
 
-__all__ = ["api_key", "inventory_environments", "read_vault", "run_playbook"]
+__all__ = ["api_key", "environments", "plain_output", "run_playbook", "vault"]
 
 DATABASES = [env["database"] for env in inventory_environments()]
 # Where the writer on mig-legacy logs what it was told was committed (molecule/migration/prepare.yml).

@@ -10,10 +10,9 @@ import hmac
 import json
 import re
 import uuid
-from types import SimpleNamespace
 
 import pytest
-from migration_checks import DATABASES, STATE_DIR, WRITER_DIR, api_key, run_playbook, sql
+from migration_checks import DATABASES, STATE_DIR, WRITER_DIR, api_key, plain_output, run_playbook, sql
 
 # The old rows in the new layout, computed here independently of the role's own checksum SQL.
 LEGACY_ROWS = (
@@ -28,11 +27,6 @@ NEW_ROWS = (
     "volume, vwap, extract(epoch FROM ingested_at)::numeric(20,6)), E'\\n' ORDER BY id)), count(*), max(id) "
     "FROM staging.market_data WHERE id <= {max_id}"
 )
-
-
-def _plain(output: str) -> str:
-    """ansible-playbook's output without colours and with its line wrapping undone."""
-    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
 
 
 def _committed(legacy, database: str) -> dict[int, dt.datetime]:
@@ -103,7 +97,7 @@ def test_new_apis_write_on_top_without_key_conflicts(host, environments, vault, 
         )
         status = host.check_output(
             f"curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' "
-            f"-H 'X-API-Key: {api_key(vault, SimpleNamespace(**env))}' "
+            f"-H 'X-API-Key: {api_key(vault, env['name'])}' "
             f"--data '{body}' http://127.0.0.1:{env['api_port']}/ingest/market-data/"
         )
         assert status == "200", f"{env['name']}: {status}"
@@ -160,7 +154,7 @@ def test_the_new_table_has_its_own_layout_again(host):
 
 def test_a_rerun_after_the_cutover_changes_nothing_and_says_so():
     result = run_playbook("migrate.yml", "-e", "migrate_source=mig-legacy", "-e", "migrate_step=cutover")
-    output = _plain(result.stdout)
+    output = plain_output(result.stdout)
     assert result.returncode == 0, output[-3000:]
     assert re.search(r"mig-server : ok=\d+ changed=0 ", output), output[-2000:]
     assert "nothing to do" in output
@@ -180,7 +174,7 @@ def test_prepare_refuses_a_new_table_that_already_has_rows(host):
     )
     host.run("rm -rf /tmp/migration-probe")
     # ansible-core writes a failed task's message to stderr.
-    output = _plain(result.stdout + result.stderr)
+    output = plain_output(result.stdout + result.stderr)
     assert result.returncode != 0
     for database in DATABASES:
         assert re.search(rf"{database}: staging.market_data on the new server already has \d+ rows", output), output
