@@ -1,10 +1,11 @@
 """Profile the service under wrk as the bench drives it: py-spy samples the serving process.
 
-    .venv/bin/python bench/profile.py [--seconds 10] [--concurrency 8] [--top 25] [--app-dir DIR]
+    .venv/bin/python bench/profile.py [--seconds 10] [--concurrency 8] [--top 25] [--batch N] [--app-dir DIR]
 
 Starts a throwaway PostgreSQL and the service (one worker, LOG_LEVEL=info as deployed, so the
 access log is part of the profile), points wrk with bench/post_single.lua at the single-record
-endpoint, and records py-spy samples of the service meanwhile (py-spy from requirements-dev.txt).
+endpoint (or, with --batch N, bench/post_batch.lua's N-record batches at the batch endpoint),
+and records py-spy samples of the service meanwhile (py-spy from requirements-dev.txt).
 Prints the functions with the most self time and the most total time, and writes the raw
 collapsed stacks to bench/results/profile-c<C>.txt (readable by flamegraph tools).
 """
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--batch", type=int, default=0, help="profile N-record batches at the batch endpoint")
     parser.add_argument("--log-level", default="info", help="the service's LOG_LEVEL (deployed: info)")
     parser.add_argument("--app-dir", type=Path, default=ROOT / "app", help="the service to profile (default app/)")
     args = parser.parse_args()
@@ -78,7 +80,8 @@ def main() -> None:
         service = start(
             [sys.executable, "-m", "dw_ingest"], env, port, RESULTS / "profile-service.log", cwd=args.app_dir
         )
-        collapsed = RESULTS / f"profile-c{args.concurrency}.txt"
+        collapsed = RESULTS / f"profile-c{args.concurrency}{f'-b{args.batch}' if args.batch else ''}.txt"
+        path, script = ("batch", "post_batch.lua") if args.batch else ("", "post_single.lua")
         try:
             spy = subprocess.Popen(
                 [
@@ -102,7 +105,14 @@ def main() -> None:
             result: dict = {}
             load = threading.Thread(
                 target=lambda: result.update(
-                    wrk(f"http://127.0.0.1:{port}/ingest/market-data/", args.concurrency, args.seconds + 1, "PROF")
+                    wrk(
+                        f"http://127.0.0.1:{port}/ingest/market-data/{path}",
+                        args.concurrency,
+                        args.seconds + 1,
+                        "PROF",
+                        script=script,
+                        BENCH_BATCH=str(args.batch),
+                    )
                 )
             )
             load.start()

@@ -429,6 +429,8 @@ async def main() -> None:
         "seconds_per_point": args.seconds,
         "workers": args.workers,
         "app_dir": str(args.app_dir),
+        # The machine is shared: the load around the run says how far its absolute numbers mean anything.
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         dsn = pg.create_database("bench")
@@ -517,6 +519,7 @@ async def main() -> None:
                 process.wait(10)
     finally:
         pg.destroy()
+    results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     if not args.skip_deploy:
         results["deploy"] = deploy_times()
 
@@ -554,6 +557,7 @@ def summary(r: dict) -> str:
         f"new/old@8={q['new_vs_old_c8']}x (3.0)",
         f"open-loop p99={r['open_loop']['p99_ms']:.1f}ms (<20)",
         f"rss={r['api_peak_rss_mb']}MB (<150)",
+        f"load={r['loadavg_start'][0]}->{r['loadavg_end'][0]}",
     ]
     if "backfill" in r:
         parts.append(f"backfill={r['backfill']['rows_per_s']:.0f} rows/s ({q['backfill_vs_copy']}x COPY)")
@@ -565,7 +569,7 @@ def summary(r: dict) -> str:
 def write_markdown(r: dict) -> None:
     lines = [
         f"# dw-platform benchmark ({r['when']}, {r['cpus']} CPUs, {r['seconds_per_point']} s per point, "
-        f"{r['workers']} worker(s))",
+        f"{r['workers']} worker(s), load average {r['loadavg_start'][0]} at start, {r['loadavg_end'][0]} at end)",
         "",
         "| concurrency | raw insert rows/s | API req/s | API p50 ms | API p99 ms | API errors | old req/s | "
         "old p99 ms | API/raw | new/old |",

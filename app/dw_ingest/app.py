@@ -41,8 +41,11 @@ app_log = logging.getLogger("dw_ingest")
 INGEST_PATH = "/ingest/market-data/"
 BATCH_PATH = "/ingest/market-data/batch"
 
-# The single-record answer, the same bytes every time.
+# The single-record answer, the same bytes every time: one Response serves them all (a starlette
+# Response keeps no per-request state; sending it only reads its status, headers and body), so no
+# request builds its headers again.
 SUCCESS = orjson.dumps({"status": "success"})
+_SUCCESS_RESPONSE = Response(SUCCESS, media_type=JSONBody.media_type)
 
 # How a client may present its key. Declared as dependencies only for the OpenAPI description
 # (security schemes, either one): LeanRoute never solves dependencies, Intake.authorize checks.
@@ -140,7 +143,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
         result = await database.write_one(record)
         _count(result)
         request.state.records = result
-        return Response(SUCCESS, media_type=JSONBody.media_type)
+        return _SUCCESS_RESPONSE
 
     add_ingest_route(
         INGEST_PATH,

@@ -58,8 +58,11 @@ class AccessLog:
             return
         started = time.perf_counter()
         self._in_flight += 1
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        # One header looked for: a scan, not a dict of every header (the last one wins, as in a dict).
+        incoming = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")[:64]
         request_id = incoming if incoming and incoming.isprintable() else new_request_id()
         scope.setdefault("state", {})
         status = 500
