@@ -347,6 +347,7 @@ def test_a_write_whose_pool_is_reset_under_it_is_tried_again(pair, monkeypatch):
     asyncpg then fails in whatever state the connection was left (in a CI run: AttributeError during
     type introspection, answered 500); the write must be tried again on a new pool and stored."""
     a, b, database = pair
+    b.set_read_only(True)  # one writable host, so the retried write lands where the test looks
     settings = Settings.from_env({"DATABASE_URL": dsn(database, a.port, b.port), "ENVIRONMENT": "testing"})
     seen: list[BaseException] = []
     original = asyncpg.connection.Connection._get_statement
