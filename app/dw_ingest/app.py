@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from .config import Settings
 from .db import Database, DatabaseUnavailable, WriteResult
+from .direct import DirectIngest
 from .errors import add_error_handlers
 from .fast_decode import fast_batch, fast_record
 from .intake import Intake, decode_json
@@ -215,4 +216,8 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
 
     add_error_handlers(app, settings)
     app.add_middleware(AccessLog)
+    # The same endpoint for the requests that need nothing but the fast path (direct.py).
+    app.direct_ingest = DirectIngest(
+        app, INGEST_PATH, intake, database.write_one, _count, _SUCCESS_RESPONSE, settings.max_body_bytes
+    )
     return app

@@ -7,6 +7,11 @@ the profile of the service under wrk had about a third of its samples in that se
 Here the head is held until the first body part and both leave together: half the sends, and the
 client reads one segment instead of two. What is written is byte for byte the same.
 
+It serves the single-record endpoint's common request without ASGI (DirectIngest, direct.py): the
+headers and body go to the app's DirectIngest, which answers with the whole response as bytes, or
+declines before anything happened, and then the request is handed to uvicorn's ASGI machinery as if
+its headers had only just been read.
+
 It also answers the first request of a connection accepted just before a graceful shutdown.
 uvicorn's shutdown closes every connection without a request in progress, including one it has
 just accepted whose request is already in the socket's buffer, unread: the client gets a reset
@@ -18,9 +23,13 @@ as before.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+if TYPE_CHECKING:
+    from .direct import DirectIngest
+    from .fast_decode import Record
 
 
 class _Held:
@@ -75,12 +84,46 @@ class CoalescingCycle(RequestResponseCycle):
 FIRST_REQUEST_GRACE = 1.0
 
 
+class _DirectCycle:
+    """Stands in for uvicorn's RequestResponseCycle while the direct path has the request: what
+    the protocol's own methods read of a cycle (shutdown, connection_lost, pipelining)."""
+
+    __slots__ = ("body", "disconnected", "keep_alive", "response_complete")
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.body = b""
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.disconnected = False
+
+    @property
+    def message_event(self) -> _DirectCycle:
+        return self
+
+    def set(self) -> None:
+        """connection_lost sets the cycle's message_event: nobody waits on it here."""
+
+
+def _find_direct(app: Any) -> DirectIngest | None:
+    """The app's DirectIngest, under whatever middleware uvicorn wrapped around it."""
+    for _ in range(8):
+        direct = getattr(app, "direct_ingest", None)
+        if direct is not None:
+            return direct
+        app = getattr(app, "app", None)
+    return None
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol serving each request with a CoalescingCycle, and draining fresh
-    connections on shutdown."""
+    """HttpToolsProtocol serving each request with a CoalescingCycle, the common single record by
+    the direct path, and draining fresh connections on shutdown."""
 
     _requests = 0
     _draining = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._direct = _find_direct(self.app)
 
     def shutdown(self) -> None:
         if self.cycle is None and self._requests == 0:
@@ -97,6 +140,33 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._requests += 1
+        if self._direct_may_serve():
+            self.cycle = _DirectCycle(self.parser.should_keep_alive())  # type: ignore[assignment]
+            return
+        self._start_asgi()
+
+    def _direct_may_serve(self) -> bool:
+        direct = self._direct
+        if (
+            direct is None
+            or self.url != direct.raw_path
+            or self._draining
+            or self.expect_100_continue
+            or not (self.cycle is None or self.cycle.response_complete)  # pipelined: keep the order
+            or self.parser.get_method() != b"POST"
+            or self.parser.get_http_version() != "1.1"
+            or self.parser.should_upgrade()
+        ):
+            return False
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                return False
+        return direct.body_fits(length)
+
+    def _start_asgi(self) -> None:
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False
@@ -104,3 +174,41 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # (it looks up send when it runs), so its class can still be the subclass.
         if type(self.cycle) is RequestResponseCycle:
             self.cycle.__class__ = CoalescingCycle
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if type(cycle) is _DirectCycle:
+            cycle.body += body
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if type(cycle) is not _DirectCycle:
+            super().on_message_complete()
+            return
+        record = self._direct.take(self.headers, cycle.body)  # type: ignore[union-attr]
+        if record is None:
+            # The ASGI path, as if the headers had only just been read: the parser still holds this
+            # message's method, version and keep-alive, and nothing has been answered.
+            self.cycle = None  # type: ignore[assignment]
+            self._start_asgi()
+            if cycle.body:
+                super().on_body(cycle.body)
+            super().on_message_complete()
+            return
+        # This message's headers: a pipelined request behind it gets a list of its own.
+        task = self.loop.create_task(self._answer_directly(cycle, record, self.headers))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer_directly(self, cycle: _DirectCycle, record: Record, headers: list[tuple[bytes, bytes]]) -> None:
+        answer = await self._direct.answer(record, headers, self.server_state, cycle)  # type: ignore[union-attr]
+        if cycle.disconnected or self.transport.is_closing():
+            return
+        # As uvicorn's cycle ends a response: complete, closed unless kept alive, then the next one.
+        self.transport.write(answer)
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()

@@ -23,20 +23,23 @@ class Intake:
         self._max_body_bytes = settings.max_body_bytes
 
     def authorize(self, request: Request) -> None:
-        if not self._keys:
-            return
-        presented = request.headers.get("x-api-key", "")
-        auth = request.headers.get("authorization", "")
-        if not presented and auth[:7].lower() == "bearer ":
-            presented = auth[7:].strip()
-        given = presented.encode()
-        # compare_digest against every key, so timing tells nothing about which or how much matched.
-        if not any([hmac.compare_digest(given, key) for key in self._keys]):
+        headers = request.headers
+        if not self.key_presented(headers.get("x-api-key", ""), headers.get("authorization", "")):
             raise Unauthorized
 
+    def key_presented(self, x_api_key: str, authorization: str) -> bool:
+        """Whether the request's X-API-Key (or else its Bearer token) is one of the keys."""
+        if not self._keys:
+            return True
+        presented = x_api_key
+        if not presented and authorization[:7].lower() == "bearer ":
+            presented = authorization[7:].strip()
+        given = presented.encode()
+        # compare_digest against every key, so timing tells nothing about which or how much matched.
+        return any([hmac.compare_digest(given, key) for key in self._keys])
+
     async def read_body(self, request: Request) -> bytes:
-        content_type = request.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+        if not json_media_type(request.headers.get("content-type", "")):
             raise UnsupportedMediaType
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
@@ -49,6 +52,11 @@ class Intake:
                 raise BodyTooLarge
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def json_media_type(content_type: str) -> bool:
+    """A body declared as JSON, or not declared at all."""
+    return content_type.split(";")[0].strip().lower() in ("application/json", "")
 
 
 def _reject_constant(name: str) -> Any:

@@ -8,12 +8,17 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logs import FLUSH_LATER
 from .metrics import REQUESTS
+
+if TYPE_CHECKING:
+    from .db import WriteResult
 
 log = logging.getLogger("dw_ingest.access")
 app_log = logging.getLogger("dw_ingest")
@@ -41,6 +46,50 @@ def _count_request(route: str, method: str, status: int) -> None:
     child.inc()
 
 
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The client's X-Request-ID if it is usable (printable, cut to 64 characters), else a new id.
+    One header looked for: a scan, not a dict of every header (the last one wins, as in a dict)."""
+    incoming = ""
+    for name, value in headers:
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")[:64]
+    return incoming if incoming and incoming.isprintable() else new_request_id()
+
+
+def log_request(
+    request_id: str,
+    method: str,
+    path: str,
+    route_path: str,
+    status: int,
+    started: float,
+    records: WriteResult | None,
+    flush_later: bool,
+) -> None:
+    """The access log line and the request counter of one answered request."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    _count_request(route_path, method, status)
+    counts = (
+        f" received={records.received} inserted={records.inserted} duplicates={records.duplicates}" if records else ""
+    )
+    log.info(
+        "request_id=%s method=%s path=%s status=%d latency_ms=%.2f%s",
+        request_id,
+        method,
+        path,
+        status,
+        elapsed_ms,
+        counts,
+        # While other requests are in flight, their lines can leave in one write with this one.
+        extra={FLUSH_LATER: flush_later},
+    )
+
+
+def internal_error_body(request_id: str) -> bytes:
+    """The JSON 500 of whatever nothing else handled: the request id, never a traceback."""
+    return json.dumps({"detail": "internal error", "request_id": request_id}).encode()
+
+
 class AccessLog:
     """One line per request: id, method, path, status, latency and record counts; plus the metrics.
 
@@ -58,12 +107,7 @@ class AccessLog:
             return
         started = time.perf_counter()
         self._in_flight += 1
-        # One header looked for: a scan, not a dict of every header (the last one wins, as in a dict).
-        incoming = ""
-        for name, value in scope.get("headers") or ():
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")[:64]
-        request_id = incoming if incoming and incoming.isprintable() else new_request_id()
+        request_id = request_id_of(scope.get("headers") or ())
         scope.setdefault("state", {})
         status = 500
         response_started = False
@@ -74,26 +118,16 @@ class AccessLog:
             is in the log by the time the client has its answer."""
             nonlocal logged
             logged = True
-            elapsed_ms = (time.perf_counter() - started) * 1000
             route = scope.get("route")
-            route_path = getattr(route, "path", "unmatched")
-            _count_request(route_path, scope["method"], status)
-            records = scope["state"].get("records")
-            counts = (
-                f" received={records.received} inserted={records.inserted} duplicates={records.duplicates}"
-                if records
-                else ""
-            )
-            log.info(
-                "request_id=%s method=%s path=%s status=%d latency_ms=%.2f%s",
+            log_request(
                 request_id,
                 scope["method"],
                 scope["path"],
+                getattr(route, "path", "unmatched"),
                 status,
-                elapsed_ms,
-                counts,
-                # While other requests are in flight, their lines can leave in one write with this one.
-                extra={FLUSH_LATER: self._in_flight > 1},
+                started,
+                scope["state"].get("records"),
+                self._in_flight > 1,
             )
 
         async def send_with_id(message: Message) -> None:
@@ -111,7 +145,7 @@ class AccessLog:
         except Exception:
             app_log.exception("unhandled error, request_id=%s", request_id)
             if not response_started:
-                body = json.dumps({"detail": "internal error", "request_id": request_id}).encode()
+                body = internal_error_body(request_id)
                 await send_with_id(
                     {
                         "type": "http.response.start",

@@ -4,7 +4,7 @@ them without FastAPI's middleware stack and router (README, "A lean path for the
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -12,6 +12,9 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .middleware import AccessLog
+
+if TYPE_CHECKING:
+    from .direct import DirectIngest
 
 
 class LeanRoute(APIRoute):
@@ -31,6 +34,9 @@ class IngestAPI(FastAPI):
     FastAPI wraps around every request and every message it sends. That served 12-24% more
     single-record requests at C=8 (three alternating wrk runs). Everything else, and any other
     method on these paths, takes the normal stack, which has its own AccessLog."""
+
+    # Served by the HTTP protocol itself where it can (http_protocol.py, direct.py); set by create_app.
+    direct_ingest: DirectIngest | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         routes = {
