@@ -3,8 +3,9 @@
     .venv/bin/python bench/cpu.py [--seconds 8] [--concurrency 8] [--workers 1] [--app-dir DIR]
 
 Starts a throwaway PostgreSQL and the service (as bench/run.py does), then measures one after the
-other: raw single-row INSERTs at C, the single-record endpoint under wrk at C, the raw unnest INSERTs
-and the batch endpoint. For each it reads the CPU time (user + system, from /proc) that the service's
+other: raw single-row INSERTs at C, the single-record endpoint under wrk at C, the same wrk load on a
+bare ASGI app on the same uvicorn (bare_app.py: the HTTP floor, no validation and no database), the
+raw unnest INSERTs and the batch endpoint. For each it reads the CPU time (user + system, from /proc) that the service's
 processes, PostgreSQL's (live backends and those that exited) and the client (this process, or wrk)
 used, and divides by the records written. Throughput on a shared machine moves with the other load;
 CPU per record moves much less, and says which party a faster path has to make cheaper.
@@ -23,8 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import API_KEY, RESULTS, batch_load, raw_single, raw_unnest, start, wrk  # noqa: E402 - bench/ first
-from tests.support.pgcluster import PgCluster, free_port  # noqa: E402
+from run import (  # noqa: E402 - bench/ goes on the path first
+    RESULTS,
+    add_service_arguments,
+    batch_load,
+    raw_single,
+    raw_unnest,
+    service_on_throwaway_cluster,
+    start,
+    wrk,
+)
+from tests.support.pgcluster import free_port  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -66,64 +76,61 @@ def measure(label: str, run: Callable[[], float], seconds: float, parties: dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--app-dir", type=Path, default=ROOT / "app", help="the service to measure (default app/)")
+    add_service_arguments(parser, seconds=8)
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    pg = PgCluster().init()
-    try:
-        dsn = pg.create_database("cpu")
-        postmaster = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
-        port = free_port()
-        env = {
-            "PATH": os.environ["PATH"],
-            "ENVIRONMENT": "testing",
-            "API_KEYS": API_KEY,
-            "LOG_LEVEL": "warning",
-            "DATABASE_URL": dsn,
-            "DB_POOL_MAX": "32",
-            "WORKERS": str(args.workers),
-            "API_PORT": str(port),
-        }
-        service = start([sys.executable, "-m", "dw_ingest"], env, port, RESULTS / "cpu-service.log", cwd=args.app_dir)
+    with service_on_throwaway_cluster(args, "cpu", "cpu-service.log") as service:
+        dsn, port = service.dsn, service.port
+        postmaster = int((service.data_dir / "postmaster.pid").read_text().split()[0])
+        c, seconds = args.concurrency, args.seconds
+        db = {"postgresql": lambda: tree_cpu(postmaster)}
+        api = {"service": lambda: tree_cpu(service.process.pid), **db}
+        measure(
+            f"raw single-row INSERT, C={c}",
+            lambda: asyncio.run(raw_single(dsn, c, seconds, "CPU")),
+            seconds,
+            {"client (asyncpg)": lambda: own_cpu(resource.RUSAGE_SELF), **db},
+        )
+        measure(
+            f"API single record, C={c}",
+            lambda: wrk(f"http://127.0.0.1:{port}/ingest/market-data/", c, seconds, "CPUW")["rps"],
+            seconds,
+            # wrk is a child this process has waited for: RUSAGE_CHILDREN holds its time.
+            {"client (wrk)": lambda: own_cpu(resource.RUSAGE_CHILDREN), **api},
+        )
+        # The floor: the same wrk load on a bare ASGI app (bare_app.py) on the same uvicorn.
+        bare_port = free_port()
+        uvicorn = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"), "--loop", "uvloop"]
+        uvicorn += ["--http", "httptools", "--no-access-log", "--log-level", "warning", "--port", str(bare_port)]
+        bare = start(
+            [*uvicorn, "bare_app:app"],
+            {"PATH": os.environ["PATH"]},
+            bare_port,
+            RESULTS / "cpu-bare-app.log",
+        )
         try:
-            c, seconds = args.concurrency, args.seconds
-            db = {"postgresql": lambda: tree_cpu(postmaster)}
-            api = {"service": lambda: tree_cpu(service.pid), **db}
             measure(
-                f"raw single-row INSERT, C={c}",
-                lambda: asyncio.run(raw_single(dsn, c, seconds, "CPU")),
+                f"bare ASGI app on uvicorn (the HTTP floor), C={c}",
+                lambda: wrk(f"http://127.0.0.1:{bare_port}/ingest/market-data/", c, seconds, "BARE")["rps"],
                 seconds,
-                {"client (asyncpg)": lambda: own_cpu(resource.RUSAGE_SELF), **db},
-            )
-            measure(
-                f"API single record, C={c}",
-                lambda: wrk(f"http://127.0.0.1:{port}/ingest/market-data/", c, seconds, "CPUW")["rps"],
-                seconds,
-                # wrk is a child this process has waited for: RUSAGE_CHILDREN holds its time.
-                {"client (wrk)": lambda: own_cpu(resource.RUSAGE_CHILDREN), **api},
-            )
-            # The two below build their rows or bodies before the clock starts; that work is in the
-            # client's figure, so only the service's and PostgreSQL's compare.
-            measure(
-                "raw unnest INSERT, 1,000 rows",
-                lambda: asyncio.run(raw_unnest(dsn, seconds)),
-                seconds,
-                {"client (asyncpg)": lambda: own_cpu(resource.RUSAGE_SELF), **db},
-            )
-            measure(
-                "API batch, 1,000 records",
-                lambda: asyncio.run(batch_load(f"http://127.0.0.1:{port}/ingest/market-data/batch", seconds)),
-                seconds,
-                {"client (httpx)": lambda: own_cpu(resource.RUSAGE_SELF), **api},
+                {"client (wrk)": lambda: own_cpu(resource.RUSAGE_CHILDREN), "bare app": lambda: tree_cpu(bare.pid)},
             )
         finally:
-            service.terminate()
-            service.wait(10)
-    finally:
-        pg.destroy()
+            bare.terminate()
+            bare.wait(10)
+        # The two below build their rows or bodies before the clock starts; that work is in the
+        # client's figure, so only the service's and PostgreSQL's compare.
+        measure(
+            "raw unnest INSERT, 1,000 rows",
+            lambda: asyncio.run(raw_unnest(dsn, seconds)),
+            seconds,
+            {"client (asyncpg)": lambda: own_cpu(resource.RUSAGE_SELF), **db},
+        )
+        measure(
+            "API batch, 1,000 records",
+            lambda: asyncio.run(batch_load(f"http://127.0.0.1:{port}/ingest/market-data/batch", seconds)),
+            seconds,
+            {"client (httpx)": lambda: own_cpu(resource.RUSAGE_SELF), **api},
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Profile the service under wrk as the bench drives it: py-spy samples the serving process.
+"""Profile the service under wrk as the bench drives it: py-spy (or perf) samples the serving process.
 
-    .venv/bin/python bench/profile.py [--seconds 10] [--concurrency 8] [--top 25] [--batch N] [--app-dir DIR]
+    .venv/bin/python bench/profile.py [--seconds 10] [--concurrency 8] [--top 25] [--batch N] [--perf]
+                                      [--app-dir DIR]
 
 Starts a throwaway PostgreSQL and the service (one worker, LOG_LEVEL=info as deployed, so the
 access log is part of the profile), points wrk with bench/post_single.lua at the single-record
@@ -8,13 +9,18 @@ endpoint (or, with --batch N, bench/post_batch.lua's N-record batches at the bat
 and records py-spy samples of the service meanwhile (py-spy from requirements-dev.txt).
 Prints the functions with the most self time and the most total time, and writes the raw
 collapsed stacks to bench/results/profile-c<C>.txt (readable by flamegraph tools).
+
+py-spy samples wall time: a thread that waits for a core inside send(2) counts as busy there, so
+on a machine short of cores its system-call sites look heavier than they are. With --perf, perf(1)
+(Debian's linux-perf) samples CPU time instead and prints the shares of the shared objects (the
+Python interpreter, the kernel, each C extension) and their hottest symbols: it says whether
+cutting Python work or system calls pays, but names no Python function.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import os
 import subprocess
 import sys
 import threading
@@ -23,8 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import API_KEY, RESULTS, start, wrk  # noqa: E402 - bench/ goes on the path first
-from tests.support.pgcluster import PgCluster, free_port  # noqa: E402
+from run import RESULTS, add_service_arguments, service_on_throwaway_cluster, wrk  # noqa: E402 - bench/ first
 
 
 def _short(frame: str) -> str:
@@ -54,77 +59,58 @@ def summarise(collapsed: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def perf_summary(data: Path, top: int) -> str:
+    """The CPU shares of the shared objects, then of the symbols, from a perf.data file."""
+    parts = []
+    for keys in ("dso", "dso,sym"):
+        report = subprocess.run(
+            ["perf", "report", "--stdio", "--no-children", "-g", "none", "--sort", keys, "-i", str(data)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows = [line.rstrip() for line in report.splitlines() if line.strip() and not line.startswith("#")]
+        parts.append("\n".join(rows[:top]))
+    return "CPU share by shared object\n" + parts[0] + "\n\nCPU share by symbol\n" + parts[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, default=8)
+    add_service_arguments(parser, seconds=10)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--batch", type=int, default=0, help="profile N-record batches at the batch endpoint")
     parser.add_argument("--log-level", default="info", help="the service's LOG_LEVEL (deployed: info)")
-    parser.add_argument("--app-dir", type=Path, default=ROOT / "app", help="the service to profile (default app/)")
+    parser.add_argument("--perf", action="store_true", help="sample CPU time with perf(1) instead of py-spy")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    pg = PgCluster().init()
-    try:
-        dsn = pg.create_database("profile")
-        port = free_port()
-        env = {
-            "PATH": os.environ["PATH"],
-            "ENVIRONMENT": "testing",
-            "API_KEYS": API_KEY,
-            "LOG_LEVEL": args.log_level,
-            "DATABASE_URL": dsn,
-            "DB_POOL_MAX": "32",
-            "API_PORT": str(port),
-        }
-        service = start(
-            [sys.executable, "-m", "dw_ingest"], env, port, RESULTS / "profile-service.log", cwd=args.app_dir
-        )
-        collapsed = RESULTS / f"profile-c{args.concurrency}{f'-b{args.batch}' if args.batch else ''}.txt"
-        path, script = ("batch", "post_batch.lua") if args.batch else ("", "post_single.lua")
-        try:
-            spy = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "--format",
-                    "raw",
-                    "--nonblocking",
-                    "--duration",
-                    str(args.seconds),
-                    "--rate",
-                    "200",
-                    "--pid",
-                    str(service.pid),
-                    "--output",
-                    str(collapsed),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            result: dict = {}
-            load = threading.Thread(
-                target=lambda: result.update(
-                    wrk(
-                        f"http://127.0.0.1:{port}/ingest/market-data/{path}",
-                        args.concurrency,
-                        args.seconds + 1,
-                        "PROF",
-                        script=script,
-                        BENCH_BATCH=str(args.batch),
-                    )
+    name = f"profile-c{args.concurrency}{f'-b{args.batch}' if args.batch else ''}"
+    output = RESULTS / (f"{name}.perf.data" if args.perf else f"{name}.txt")
+    path, script = ("batch", "post_batch.lua") if args.batch else ("", "post_single.lua")
+    result: dict = {}
+    with service_on_throwaway_cluster(args, "profile", "profile-service.log", args.log_level) as service:
+        pid, seconds = str(service.process.pid), str(round(args.seconds))
+        if args.perf:
+            sampler = ["perf", "record", "--quiet", "-F", "999", "-p", pid, "-o", str(output), "--", "sleep", seconds]
+        else:
+            sampler = ["py-spy", "record", "--format", "raw", "--nonblocking", "--duration", seconds, "--rate", "200"]
+            sampler += ["--pid", pid, "--output", str(output)]
+        spy = subprocess.Popen(sampler, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        load = threading.Thread(
+            target=lambda: result.update(
+                wrk(
+                    f"http://127.0.0.1:{service.port}/ingest/market-data/{path}",
+                    args.concurrency,
+                    args.seconds + 1,
+                    "PROF",
+                    script=script,
+                    BENCH_BATCH=str(args.batch),
                 )
             )
-            load.start()
-            spy.wait()
-            load.join()
-        finally:
-            service.terminate()
-            service.wait(10)
-    finally:
-        pg.destroy()
+        )
+        load.start()
+        spy.wait()
+        load.join()
     print(f"wrk C={args.concurrency}: {result['rps']} req/s, p99 {result['p99_ms']} ms, errors {result['errors']}")
-    print(summarise(collapsed, args.top))
+    print(perf_summary(output, args.top) if args.perf else summarise(output, args.top))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -186,6 +189,57 @@ def start(argv: list[str], env: dict[str, str], port: int, log: Path, cwd: Path 
             time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"{argv} did not start: {log.read_text()[-2000:]}")
+
+
+def service_env(dsn: str, workers: int = 1, log_level: str = "warning") -> dict[str, str]:
+    """The service's environment in every bench (its port is added by the caller)."""
+    return {
+        "PATH": os.environ["PATH"],
+        "ENVIRONMENT": "testing",
+        "API_KEYS": API_KEY,
+        "LOG_LEVEL": log_level,
+        "DATABASE_URL": dsn,
+        "DB_POOL_MAX": "32",
+        "WORKERS": str(workers),
+    }
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
+    """The arguments of the tools that measure the service alone (cpu.py, profile.py)."""
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
+    parser.add_argument("--app-dir", type=Path, default=ROOT / "app", help="the service to measure (default app/)")
+
+
+@dataclass
+class Service:
+    dsn: str
+    port: int
+    process: subprocess.Popen
+    data_dir: Path
+
+
+@contextlib.contextmanager
+def service_on_throwaway_cluster(
+    args: argparse.Namespace, database: str, log_name: str, log_level: str = "warning"
+) -> Iterator[Service]:
+    """A throwaway PostgreSQL with one database, and the service (from --app-dir, with --workers)
+    writing to it; both gone afterwards."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pg = PgCluster().init()
+    try:
+        dsn = pg.create_database(database)
+        port = free_port()
+        env = service_env(dsn, args.workers, log_level) | {"API_PORT": str(port)}
+        process = start([sys.executable, "-m", "dw_ingest"], env, port, RESULTS / log_name, cwd=args.app_dir)
+        try:
+            yield Service(dsn, port, process, pg.data_dir)
+        finally:
+            process.terminate()
+            process.wait(10)
+    finally:
+        pg.destroy()
 
 
 def wrk(
@@ -435,15 +489,7 @@ async def main() -> None:
     try:
         dsn = pg.create_database("bench")
         new_port, old_port = free_port(), free_port()
-        base_env = {
-            "PATH": os.environ["PATH"],
-            "ENVIRONMENT": "testing",
-            "API_KEYS": API_KEY,
-            "LOG_LEVEL": "warning",
-            "DATABASE_URL": dsn,
-            "DB_POOL_MAX": "32",
-            "WORKERS": str(args.workers),
-        }
+        base_env = service_env(dsn, args.workers)
         new = start(
             [sys.executable, "-m", "dw_ingest"],
             base_env | {"API_PORT": str(new_port)},

@@ -41,6 +41,7 @@ app_log = logging.getLogger("dw_ingest")
 
 Headers = Sequence[tuple[bytes, bytes]]
 _CLOSE = b"connection: close\r\n"
+_READ = frozenset((b"x-api-key", b"authorization", b"content-type"))
 
 
 class _Server(Protocol):
@@ -88,17 +89,15 @@ class DirectIngest:
 
     def take(self, headers: Headers, body: bytes) -> Record | None:
         """The request's record if the direct path serves it, else None (the ASGI path will)."""
-        x_api_key = authorization = content_type = b""
+        # The first of a repeated header counts, as in starlette's Headers.get on the ASGI path.
+        found: dict[bytes, bytes] = {}
         for name, value in headers:
-            if name == b"x-api-key":
-                x_api_key = value
-            elif name == b"authorization":
-                authorization = value
-            elif name == b"content-type":
-                content_type = value
-        if not json_media_type(content_type.decode("latin-1")):
+            if name in _READ and name not in found:
+                found[name] = value
+        if not json_media_type(found.get(b"content-type", b"").decode("latin-1")):
             return None
-        if not self._intake.key_presented(x_api_key.decode("latin-1"), authorization.decode("latin-1")):
+        x_api_key = found.get(b"x-api-key", b"").decode("latin-1")
+        if not self._intake.key_presented(x_api_key, found.get(b"authorization", b"").decode("latin-1")):
             return None
         return fast_record(body)
 

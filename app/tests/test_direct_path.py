@@ -248,3 +248,13 @@ def test_a_bug_in_the_write_is_a_json_500_with_the_request_id(cluster, caplog):
     assert b"x-request-id: bug-1" in head
     assert json.loads(payload) == {"detail": "internal error", "request_id": "bug-1"}
     assert any("unhandled error, request_id=bug-1" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+@pytest.mark.parametrize(("first", "second", "status"), [(API_KEY, "wrong", b"200"), ("wrong", API_KEY, b"401")])
+def test_a_repeated_key_header_counts_by_its_first_value_on_both_paths(live, first, second, status):
+    answers = [
+        live.exchange(post(path, body(), key=first, extra=f"X-API-Key: {second}\r\nX-Request-ID: twice\r\n"))[0]
+        for path in (DIRECT, ASGI)
+    ]
+    assert [a[9:12] for a in answers] == [status, status]
+    assert same_answer(answers[0]) == same_answer(answers[1])
