@@ -2,10 +2,11 @@
 
 uvicorn writes the status line and headers when the app sends http.response.start, and the body
 when it sends http.response.body: two send(2) calls for every response of this service, whose
-answers are one small body each. On loopback every send also runs the receiver's TCP path, and
-the profile of the service under wrk had about a third of its samples in that send (bench/profile.py).
-Here the head is held until the first body part and both leave together: half the sends, and the
-client reads one segment instead of two. What is written is byte for byte the same.
+answers are one small body each. On loopback every send also runs the receiver's TCP path (py-spy
+put about a third of the service's wall-time samples in that send; perf, counting CPU time, puts the
+whole kernel at 15-23% of it: bench/profile.py --perf). Here the head is held until the first body
+part and both leave together: half the sends, and the client reads one segment instead of two.
+What is written is byte for byte the same.
 
 It serves the single-record endpoint's common request without ASGI (DirectIngest, direct.py): the
 headers and body go to the app's DirectIngest, which answers with the whole response as bytes, or
