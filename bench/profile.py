@@ -4,8 +4,8 @@
                                       [--app-dir DIR]
 
 Starts a throwaway PostgreSQL and the service (one worker, LOG_LEVEL=info as deployed, so the
-access log is part of the profile), points wrk with bench/post_single.lua at the single-record
-endpoint (or, with --batch N, bench/post_batch.lua's N-record batches at the batch endpoint),
+access log is part of the profile), points wrk with bench/post.lua at the single-record
+endpoint (or, with --batch N, N-record batches at the batch endpoint),
 and records py-spy samples of the service meanwhile (py-spy from requirements-dev.txt).
 Prints the functions with the most self time and the most total time, and writes the raw
 collapsed stacks to bench/results/profile-c<C>.txt (readable by flamegraph tools).
@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     name = f"profile-c{args.concurrency}{f'-b{args.batch}' if args.batch else ''}"
     output = RESULTS / (f"{name}.perf.data" if args.perf else f"{name}.txt")
-    path, script = ("batch", "post_batch.lua") if args.batch else ("", "post_single.lua")
+    path = "batch" if args.batch else ""
     result: dict = {}
     with service_on_throwaway_cluster(args, "profile", "profile-service.log", args.log_level) as service:
         pid, seconds = str(service.process.pid), str(round(args.seconds))
@@ -101,7 +101,6 @@ def main() -> None:
                     args.concurrency,
                     args.seconds + 1,
                     "PROF",
-                    script=script,
                     BENCH_BATCH=str(args.batch),
                 )
             )

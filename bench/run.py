@@ -242,9 +242,7 @@ def service_on_throwaway_cluster(
         pg.destroy()
 
 
-def wrk(
-    url: str, concurrency: int, seconds: float, symbol: str, script: str = "post_single.lua", **env_extra: str
-) -> dict:
+def wrk(url: str, concurrency: int, seconds: float, symbol: str, **env_extra: str) -> dict:
     env = os.environ | {"BENCH_KEY": API_KEY, "BENCH_SYMBOL": symbol} | env_extra
     out = subprocess.run(
         [
@@ -256,7 +254,7 @@ def wrk(
             "--timeout",
             "10s",
             "-s",
-            str(ROOT / "bench" / script),
+            str(ROOT / "bench" / "post.lua"),
             url,
         ],
         env=env,
@@ -549,7 +547,6 @@ async def main() -> None:
                 8,
                 args.seconds,
                 "B20T",
-                script="post_batch.lua",
                 BENCH_BATCH=str(BATCH_SMALL),
             )
             results["api_batch20_c8"] = batch20 | {"rows_per_s": round(batch20["rps"] * BATCH_SMALL, 1)}
