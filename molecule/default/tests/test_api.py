@@ -47,11 +47,11 @@ def test_ready_reports_environment_and_database(host, environments):
         assert body["database"] == env.database
 
 
-def test_env_files_are_private_to_the_service_group(host, environments):
+def test_env_files_are_roots_alone(host, environments):
     for env in environments:
         env_file = host.file(env.env_file)
-        assert env_file.mode == 0o640
-        assert env_file.user == "root" and env_file.group == "dw-api"
+        assert env_file.mode == 0o600
+        assert env_file.user == "root" and env_file.group == "root"
         assert f"ENVIRONMENT={env.environment}" in env_file.content_string
 
 
