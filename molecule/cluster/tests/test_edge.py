@@ -42,7 +42,7 @@ def test_the_edge_requires_the_api_key(client1, environments):
 
 
 def test_tls_is_modern_and_strict(client1, environments):
-    url = f"https://api1:{environments[1].edge_port}/ready"
+    url = f"https://api1:{environments[1].edge_port}/health"
     headers = _curl(client1, url, "-D - -o /dev/null")
     assert headers.rc == 0 and " 200" in headers.stdout.splitlines()[0], headers.stdout
     assert "strict-transport-security: max-age=" in headers.stdout.lower()
@@ -54,12 +54,12 @@ def test_tls_is_modern_and_strict(client1, environments):
 
 def test_plain_http_is_never_served(client1, environments):
     env = environments[1]
-    result = _curl(client1, f"http://api1:{env.edge_port}/ready", "-D - -o /dev/null")
+    result = _curl(client1, f"http://api1:{env.edge_port}/health", "-D - -o /dev/null")
     status = result.stdout.splitlines()[0] if result.stdout else ""
     # Redirected to https (or refused), never answered with the API's body.
     assert result.rc != 0 or " 301" in status, result.stdout
     if result.rc == 0:
-        assert f"location: https://api1:{env.edge_port}/ready" in result.stdout.lower()
+        assert f"location: https://api1:{env.edge_port}/health" in result.stdout.lower()
 
 
 def test_a_certificate_the_client_does_not_trust_fails(client1, environments):
@@ -67,7 +67,7 @@ def test_a_certificate_the_client_does_not_trust_fails(client1, environments):
                          "-subj /CN=other-ca -keyout other-ca.key -out other-ca.crt 2>/dev/null")
     # Only that CA: curl would otherwise also read the system's trust directory, which has the right one.
     client1.check_output("install -d /tmp/no-ca-dir")
-    result = _curl(client1, f"https://api1:{environments[0].edge_port}/ready",
+    result = _curl(client1, f"https://api1:{environments[0].edge_port}/health",
                    "--cacert /tmp/other-ca.crt --capath /tmp/no-ca-dir")
     assert result.rc == 60, (result.rc, result.stderr)
 
@@ -102,7 +102,7 @@ def test_a_body_over_the_limit_gets_the_apis_own_413(client1, api1, environments
 
 
 def test_a_client_over_its_rate_is_told_to_retry_later(client1, environments):
-    url = f"https://api1:{environments[0].edge_port}/ready"
+    url = f"https://api1:{environments[0].edge_port}/health"
     # 300 requests on one kept-alive connection, far above the per-client rate; the headers of each.
     out = client1.check_output("curl -sS -D - " + " ".join([f"-o /dev/null {url}"] * 300))
     statuses = re.findall(r"^HTTP/[0-9.]+ (\d{3})", out, re.M)

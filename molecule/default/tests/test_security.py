@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
+import shlex
 
-from conftest import API_CONFIG_DIR, run_playbook
+from conftest import API_CONFIG_DIR, PROJECT, run_playbook
 
 MAX_EXPOSURE = 2.0
 
@@ -50,7 +53,52 @@ def test_sandbox_is_applied_to_the_running_api(host, environments):
     assert re.search(r"^CapEff:\s+0+$", status, re.M), status
     assert re.search(r"^NoNewPrivs:\s+1$", status, re.M)
     assert re.search(r"^Seccomp:\s+2$", status, re.M)
-    assert host.check_output(f"stat -c %U /proc/{pid}") == "dw-api"
+    # Each environment's API runs as a user of its own, named after its unit.
+    for env in environments:
+        pid = host.check_output(f"systemctl show -P MainPID {env.unit}.service")
+        assert host.check_output(f"stat -c %U /proc/{pid}") == env.unit
+
+
+def test_no_environment_can_read_another_environments_secrets(host, environments, vault):
+    """Code running as dev (a bad release tried there first) cannot reach prod's database password
+    or API key: not in the env files (root's alone, systemd reads them), not in the other units'
+    process environments, and the simulator's file holds dev's key and nothing of the others."""
+    pids = {env.name: host.check_output(f"systemctl show -P MainPID {env.unit}.service") for env in environments}
+    for reader in environments:
+        for env in environments:
+            if env is not reader:
+                opened = host.run(f"runuser -u {reader.unit} -- cat {env.env_file} /proc/{pids[env.name]}/environ")
+                # A bool, so a failure names who read what without printing the secrets read.
+                read_something = bool(opened.stdout)
+                assert opened.rc != 0 and not read_something, (reader.unit, env.name)
+                assert "Permission denied" in opened.stderr, opened.stderr
+        # Root's own read of the running process shows the secret is really there to protect.
+        environ = host.check_output(f"tr '\\0' '\\n' < /proc/{pids[reader.name]}/environ")
+        assert f"API_KEYS={vault['vault_ingest_api_keys'][reader.name]}" in environ.splitlines()
+    simulator_env = host.file("/etc/dw-simulator/simulator.env")
+    assert (simulator_env.mode, simulator_env.user, simulator_env.group) == (0o600, "root", "root")
+    content = simulator_env.content_string
+    passwords = vault["vault_postgresql_api_passwords"]
+    secrets = vault["vault_ingest_api_keys"] | {f"db-{name}": value for name, value in passwords.items()}
+    assert [name for name, value in secrets.items() if value in content] == ["dev"]
+    assert host.run("runuser -u dw-simulator -- cat /etc/dw-simulator/simulator.env").rc != 0
+    # The shared account every environment ran as before is gone.
+    assert not host.user("dw-api").exists
+
+
+def test_the_edge_passes_only_the_ingest_routes_the_contract_and_liveness(host, environments):
+    env = environments[0]
+    edge = f"https://127.0.0.1:{env.names['edge_port']}"
+    status = "curl -sk -o /dev/null -w '%{http_code}' "
+    for path in ("/openapi.json", "/health"):
+        assert host.check_output(status + edge + path) == "200", path
+    # The interactive docs, the database's state and the metrics stay on the box: the edge's own
+    # 404 in the API's shape, though the API itself answers them on loopback.
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect", "/ready", "/metrics"):
+        body = host.check_output(f"curl -sk -w '\\n%{{http_code}}' {edge}{path}").splitlines()
+        assert body[-1] == "404" and json.loads(body[0]) == {"detail": "Not Found"}, (path, body)
+    for path in ("/docs", "/ready", "/metrics"):
+        assert host.check_output(f"{status}http://127.0.0.1:{env.api_port}{path}") == "200", path
 
 
 def test_file_modes(host, environments):
@@ -59,8 +107,8 @@ def test_file_modes(host, environments):
     assert host.file(data_dir).user == "postgres"
     for env in environments:
         env_file = host.file(env.env_file)
-        assert (env_file.mode, env_file.user, env_file.group) == (0o640, "root", "dw-api")
-    assert host.file(API_CONFIG_DIR).mode == 0o750
+        assert (env_file.mode, env_file.user, env_file.group) == (0o600, "root", "root")
+    assert host.file(API_CONFIG_DIR).mode == 0o700
     # The directory earlier releases used is gone, with the secrets it held.
     assert not host.file("/etc/dw-ingest").exists
     conf = host.file("/etc/pgbackrest/pgbackrest.conf")
@@ -73,3 +121,80 @@ def test_opening_the_api_without_keys_is_refused():
                           "-e", '{"ingest_api_keys": {}}', timeout=300)
     assert result.returncode != 0
     assert "ingest_api_keys.prod must be set" in result.stdout + result.stderr
+
+
+def test_weak_or_shared_api_keys_are_refused(vault):
+    keys = vault["vault_ingest_api_keys"]
+    weak = {"prod": ["short-key", keys["prod"]], "dev": ["with a space " + keys["dev"]], "test": [keys["test"], keys["prod"]]}
+    result = run_playbook("app.yml", "--check", "-e", json.dumps({"ingest_api_keys": weak}), timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "ingest_api_keys.prod has a key shorter than 24 characters" in output
+    assert "ingest_api_keys.dev has a key with a space" in output
+    assert "ingest_api_keys.test shares a key with ingest_api_keys.prod" in output
+    # Named, never printed.
+    assert all(value not in output for value in keys.values())
+
+
+# Files the scenario's own fixtures hold, not the project's: prepare.yml's S3 emulator and its key.
+FIXTURES = ("/etc/dw-s3-emulator/", "/opt/dw-s3-emulator/")
+# Where a converge writes files; PostgreSQL's data directory holds only SCRAM verifiers.
+SCANNED = "/etc /opt /usr/local /srv /root /home /var/lib"
+
+
+def _secret_table() -> list[tuple[str, str, str, int, set[str]]]:
+    """The README's table of secret files: (path glob, owner, group, mode, readers other than root)."""
+    readme = (PROJECT / "README.md").read_text()
+    section = readme.split("### Secrets on the hosts", 1)[1].split("\n#", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not cells[0].startswith("`/"):
+            continue
+        path = re.sub(r"<[^>]+>", "*", cells[0].strip("`"))
+        owner_group, mode = cells[2].strip("`").split()
+        owner, group = owner_group.split(":")
+        readers = set(re.findall(r"`([a-z][a-z0-9_-]*)`", cells[3])) - {"root"}
+        rows.append((path, owner, group, int(mode, 8), readers))
+    return rows
+
+
+def test_every_secret_file_is_in_the_readme_with_its_owner_mode_and_readers(host, environments, vault):
+    table = _secret_table()
+    assert len(table) >= 10, table
+
+    def listed(path: str):
+        return next((row for row in table if fnmatch.fnmatch(path, row[0])), None)
+
+    # Every file holding a value of the vault, or a private key, is in the table.
+    values = [v for v in _strings(vault) if len(v) >= 12]
+    host.check_output(f"umask 077; printf '%s\\n' {' '.join(shlex.quote(v) for v in values)} > /root/.dw-patterns")
+    holding = host.run(f"grep -rlsF -f /root/.dw-patterns --exclude=.dw-patterns {SCANNED} --exclude-dir=postgresql"
+                       "; grep -rlsE -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' /etc").stdout.split()
+    host.run("rm -f /root/.dw-patterns")
+    found = sorted({path for path in holding if not path.startswith(FIXTURES)})
+    assert any(path.endswith("/prod.env") for path in found), found  # the scan itself works
+    assert [path for path in found if listed(path) is None] == [], "secret files missing from the README's table"
+
+    # Each listed file that is here: owner, mode, and exactly its readers among the service users.
+    users = {env.unit for env in environments} | {"dw-simulator", "www-data", "prometheus", "postgres", "etcd",
+                                                  "nobody"}
+    users |= set().union(*(row[4] for row in table))
+    users = sorted(user for user in users if host.user(user).exists)
+    checked = []
+    for pattern, owner, group, mode, readers in table:
+        for path in host.run(f"ls -d {pattern} 2>/dev/null").stdout.split():
+            file = host.file(path)
+            assert (file.user, file.group, file.mode) == (owner, group, mode), path
+            can_read = {user for user in users if host.run(f"runuser -u {user} -- test -r {path}").rc == 0}
+            assert can_read == readers & set(users), (path, can_read)
+            checked.append(path)
+    assert len(checked) >= 6, checked
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
