@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+from pathlib import Path
 
 from conftest import API_CONFIG_DIR, PROJECT, run_playbook
 
@@ -99,6 +103,31 @@ def test_the_edge_passes_only_the_ingest_routes_the_contract_and_liveness(host, 
         assert body[-1] == "404" and json.loads(body[0]) == {"detail": "Not Found"}, (path, body)
     for path in ("/docs", "/ready", "/metrics"):
         assert host.check_output(f"{status}http://127.0.0.1:{env.api_port}{path}") == "200", path
+
+
+def test_a_controller_without_the_ca_files_stops_before_replacing_the_ca(host, tmp_path):
+    """A second clone (its inventory directory has no .pki/) must not mint a new CA with the same
+    name and re-sign the host: it stops, changes nothing, and says what to do."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+    assert (inventory.parent / ".pki").is_dir()  # the first controller's CA, which this clone lacks
+    clone = tmp_path / "inventory"
+    clone.mkdir()
+    shutil.copy(inventory, clone / inventory.name)
+    (clone / "group_vars").symlink_to(inventory.parent / "group_vars")
+    trusted = host.file("/usr/local/share/ca-certificates/dw-platform-ca.crt").sha256sum
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(clone / inventory.name), str(PROJECT / "playbooks" / "pki.yml")],
+        env=os.environ | {"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), "ANSIBLE_NOCOLOR": "1",
+                          "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories" / "local" / "vault-password.txt")},
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output[-2000:]
+    assert "already trust a CA named dw-platform-ca" in output and "Nothing was changed" in output, output[-2000:]
+    assert "Copy the inventory's .pki/ directory from the controller that created it" in output
+    assert not (clone / ".pki").exists()
+    assert host.file("/usr/local/share/ca-certificates/dw-platform-ca.crt").sha256sum == trusted
+    assert re.search(r"changed=0 ", output), output[-2000:]
 
 
 def test_file_modes(host, environments):
