@@ -199,16 +199,17 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
         responses={500: SERVER_ERROR, 503: NOT_READY},
     )
     async def ready() -> Response:
-        body = {"environment": settings.environment, "database": database.name}
         try:
             await database.ping(settings.ready_timeout)
         except DatabaseUnavailable as exc:
+            # The exception names hosts, users and server messages: the log has it, the client not.
+            app_log.warning("not ready: %s", exc)
             return JSONBody(
-                {"status": "unavailable", **body, "reason": str(exc)[:200]},
+                {"status": "unavailable", "detail": "database not reachable"},
                 status_code=503,
                 headers={"Retry-After": str(settings.retry_after_seconds)},
             )
-        return JSONBody({"status": "ready", **body})
+        return JSONBody({"status": "ready", "environment": settings.environment, "database": database.name})
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:

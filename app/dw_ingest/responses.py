@@ -51,10 +51,10 @@ class Ready(_Body):
 
 
 class NotReady(_Body):
+    """Always these words: why the database did not answer is in the service's log, not for clients."""
+
     status: Literal["unavailable"]
-    environment: str
-    database: str
-    reason: str = Field(max_length=200)
+    detail: Literal["database not reachable"]
 
 
 class FieldError(_Body):
