@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -46,14 +47,19 @@ def _count_request(route: str, method: str, status: int) -> None:
     child.inc()
 
 
+# A client's X-Request-ID is kept only if it is what the edge keeps (dw-edge.conf.j2: "^[!-~]{1,64}$"):
+# printable ASCII without spaces, so it cannot forge the access line's other key=value fields.
+_USABLE_ID = re.compile(rb"[!-~]{1,64}")
+
+
 def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    """The client's X-Request-ID if it is usable (printable, cut to 64 characters), else a new id.
-    One header looked for: a scan, not a dict of every header (the last one wins, as in a dict)."""
-    incoming = ""
+    """The client's X-Request-ID if it is usable, else a new id. One header looked for: a scan,
+    not a dict of every header (the last one wins, as in a dict)."""
+    incoming = b""
     for name, value in headers:
         if name == b"x-request-id":
-            incoming = value.decode("latin-1")[:64]
-    return incoming if incoming and incoming.isprintable() else new_request_id()
+            incoming = value
+    return incoming.decode("ascii") if _USABLE_ID.fullmatch(incoming) else new_request_id()
 
 
 def log_request(
