@@ -49,7 +49,7 @@ SUCCESS = orjson.dumps({"status": "success"})
 _SUCCESS_RESPONSE = Response(SUCCESS, media_type=JSONBody.media_type)
 
 # How a client may present its key. Declared as dependencies only for the OpenAPI description
-# (security schemes, either one): LeanRoute never solves dependencies, Intake.authorize checks.
+# (security schemes, either one): LeanRoute never solves dependencies, Intake.check checks.
 API_KEY_SCHEMES: list[Dependency] = [
     Depends(APIKeyHeader(name="X-API-Key", auto_error=False)),
     Depends(HTTPBearer(auto_error=False)),
@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     record_schema = MarketRecord.model_json_schema()
 
     async def ingest_one(request: Request) -> Response:
-        intake.authorize(request)
+        intake.check(request)
         body = await intake.read_body(request)
         record = fast_record(body) or validate_record(decode_json(body))
         result = await database.write_one(record)
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     )
 
     async def ingest_batch(request: Request) -> Response:
-        intake.authorize(request)
+        intake.check(request)
         body = await intake.read_body(request)
         records = fast_batch(body, settings.max_batch_records) or validate_batch(
             decode_json(body), settings.max_batch_records
@@ -218,7 +218,5 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     add_error_handlers(app, settings)
     app.add_middleware(AccessLog)
     # The same endpoint for the requests that need nothing but the fast path (direct.py).
-    app.direct_ingest = DirectIngest(
-        app, INGEST_PATH, intake, database.write_one, _count, _SUCCESS_RESPONSE, settings.max_body_bytes
-    )
+    app.direct_ingest = DirectIngest(app, INGEST_PATH, intake, database.write_one, _count, _SUCCESS_RESPONSE)
     return app

@@ -10,9 +10,11 @@ headers and the body to DirectIngest instead, which checks the key, decodes, wri
 through the same group commit and returns the whole answer as bytes: the same status, headers and
 body the ASGI path sends, the same access log line and metrics.
 
-Anything else takes the ASGI path as before, decided before anything is written: a missing or wrong
-key, a body that is not JSON or that the fast decoder leaves to the model (every 422 keeps its
-wording), a chunked or oversized body, Expect: 100-continue, HTTP/1.0, a pipelined request behind
+Anything else takes the ASGI path as before, decided before anything is written: what the headers
+alone refuse (a missing or wrong key, a media type or encoding other than JSON's, a declared length
+over the limit: decided before a byte of the body is read, so nothing is buffered for a client that
+will be refused), a chunked body, a body that is not JSON or that the fast decoder leaves to the
+model (every 422 keeps its wording), Expect: 100-continue, HTTP/1.0, a pipelined request behind
 one in progress, a server shutting down. Errors of the write itself (503 when the database is
 unavailable, a JSON 500 for a bug) get the app's own exception handlers' answers.
 """
@@ -29,7 +31,7 @@ from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from .fast_decode import Record, fast_record
-from .intake import Intake, json_media_type
+from .intake import Intake
 from .middleware import internal_error_body, log_request, request_id_of
 
 if TYPE_CHECKING:
@@ -41,7 +43,9 @@ app_log = logging.getLogger("dw_ingest")
 
 Headers = Sequence[tuple[bytes, bytes]]
 _CLOSE = b"connection: close\r\n"
-_READ = frozenset((b"x-api-key", b"authorization", b"content-type"))
+_READ = frozenset(
+    (b"x-api-key", b"authorization", b"content-type", b"content-encoding", b"content-length", b"transfer-encoding")
+)
 
 
 class _Server(Protocol):
@@ -68,7 +72,6 @@ class DirectIngest:
         write: Callable[[Record], Awaitable[WriteResult]],
         count: Callable[[WriteResult], None],
         success: Response,
-        max_body_bytes: int,
     ):
         self.raw_path = path.encode()
         self._path = path
@@ -76,29 +79,36 @@ class DirectIngest:
         self._intake = intake
         self._write = write
         self._count = count
-        self._max_body_bytes = max_body_bytes
         # The success answer after the default headers (uvicorn's date): the endpoint's Response,
         # then the request id that AccessLog adds.
         self._success_headers = _header_lines(success.raw_headers) + b"x-request-id: "
         self._success = bytes(success.body)
         self._in_flight = 0
 
-    def body_fits(self, content_length: bytes | None) -> bool:
-        """Whether a body of the declared length may be read whole before deciding (else: ASGI)."""
-        return content_length is not None and content_length.isdigit() and int(content_length) <= self._max_body_bytes
-
-    def take(self, headers: Headers, body: bytes) -> Record | None:
-        """The request's record if the direct path serves it, else None (the ASGI path will)."""
+    def accepts(self, headers: Headers) -> bool:
+        """Whether the direct path may read this request's body whole and serve it: a declared
+        length, no chunked body, and nothing the headers alone refuse (that refusal is the ASGI
+        path's, which gives it before reading the body)."""
         # The first of a repeated header counts, as in starlette's Headers.get on the ASGI path.
         found: dict[bytes, bytes] = {}
         for name, value in headers:
             if name in _READ and name not in found:
                 found[name] = value
-        if not json_media_type(found.get(b"content-type", b"").decode("latin-1")):
-            return None
-        x_api_key = found.get(b"x-api-key", b"").decode("latin-1")
-        if not self._intake.key_presented(x_api_key, found.get(b"authorization", b"").decode("latin-1")):
-            return None
+        length = found.get(b"content-length")
+        if length is None or not length.isdigit() or b"transfer-encoding" in found:
+            return False
+        refusal = self._intake.refusal(
+            found.get(b"x-api-key", b"").decode("latin-1"),
+            found.get(b"authorization", b"").decode("latin-1"),
+            found.get(b"content-type", b"").decode("latin-1"),
+            found.get(b"content-encoding", b"").decode("latin-1"),
+            length.decode("latin-1"),
+        )
+        return refusal is None
+
+    def take(self, body: bytes) -> Record | None:
+        """The accepted request's record if the fast decoder takes its body, else None (the ASGI
+        path will decode it, and give the model's 422 if it must)."""
         return fast_record(body)
 
     async def answer(self, record: Record, headers: Headers, server: _Server, cycle: _Cycle) -> bytes:

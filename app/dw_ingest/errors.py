@@ -29,6 +29,10 @@ class UnsupportedMediaType(Exception):
     pass
 
 
+class UnsupportedEncoding(Exception):
+    """A Content-Encoding other than identity: the body would be compressed bytes, not JSON."""
+
+
 def add_error_handlers(app: FastAPI, settings: Settings) -> None:
     """The 401, 413, 415, 422 and 503 answers, as documented by responses.INGEST_ERRORS."""
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
@@ -54,8 +58,15 @@ def add_error_handlers(app: FastAPI, settings: Settings) -> None:
     async def on_media_type(request: Request, exc: UnsupportedMediaType) -> Response:
         return JSONBody({"detail": "Content-Type must be application/json"}, status_code=415)
 
+    async def on_encoding(request: Request, exc: UnsupportedEncoding) -> Response:
+        return JSONBody(
+            {"detail": "Content-Encoding is not supported: only identity (an uncompressed body) is accepted"},
+            status_code=415,
+        )
+
     app.add_exception_handler(RecordErrors, on_record_errors)
     app.add_exception_handler(DatabaseUnavailable, on_database_unavailable)
     app.add_exception_handler(Unauthorized, on_unauthorized)
     app.add_exception_handler(BodyTooLarge, on_too_large)
     app.add_exception_handler(UnsupportedMediaType, on_media_type)
+    app.add_exception_handler(UnsupportedEncoding, on_encoding)

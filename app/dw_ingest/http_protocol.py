@@ -159,13 +159,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             or self.parser.should_upgrade()
         ):
             return False
-        length = None
-        for name, value in self.headers:
-            if name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                return False
-        return direct.body_fits(length)
+        return direct.accepts(self.headers)
 
     def _start_asgi(self) -> None:
         super().on_headers_complete()
@@ -188,7 +182,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if type(cycle) is not _DirectCycle:
             super().on_message_complete()
             return
-        record = self._direct.take(self.headers, cycle.body)  # type: ignore[union-attr]
+        record = self._direct.take(cycle.body)  # type: ignore[union-attr]
         if record is None:
             # The ASGI path, as if the headers had only just been read: the parser still holds this
             # message's method, version and keep-alive, and nothing has been answered.

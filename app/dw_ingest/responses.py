@@ -96,7 +96,11 @@ NOT_READY = _documented(NotReady, "The database does not answer", **{"Retry-Afte
 INGEST_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _documented(Problem, "Missing or wrong API key", **{"WWW-Authenticate": "Bearer"}),
     413: _documented(Problem, "Body larger than the configured limit (MAX_BODY_BYTES)"),
-    415: _documented(Problem, "Content-Type is not application/json"),
+    415: _documented(
+        Problem,
+        "Content-Type is not application/json, or Content-Encoding is not identity: only uncompressed "
+        "bodies are accepted (no gzip, deflate or br)",
+    ),
     422: _documented(ValidationFailed, "Invalid JSON or records: detail lists each field and why"),
     500: SERVER_ERROR,
     503: _documented(Problem, "Database unavailable; nothing was stored", **{"Retry-After": RETRY_AFTER}),
