@@ -47,6 +47,10 @@ class _Held:
         self.closed = True
 
 
+def _nothing() -> None:
+    pass
+
+
 class CoalescingCycle(RequestResponseCycle):
     """RequestResponseCycle whose response head waits for the first body part."""
 
@@ -71,13 +75,23 @@ class CoalescingCycle(RequestResponseCycle):
             await super().send(message)
             return
         self._head = None
+        # uvicorn's send ends a response with on_response, which starts the next pipelined request:
+        # held back until the answer is written and the connection closed if it must be, so that
+        # no request is processed once its answer can no longer be sent.
+        on_response, self.on_response = self.on_response, _nothing
         held = _Held()
         try:
             held = await self._format(message)
         finally:
-            self.transport.write(b"".join((head, *held.parts)))
+            self.on_response = on_response
+            # A client gone away gets nothing: uvicorn's send drops it, and a write to a closed
+            # transport raises (uvloop's "unable to perform operation on <...Transport closed=True>").
+            if not (self.disconnected or self.transport.is_closing()):
+                self.transport.write(b"".join((head, *held.parts)))
             if held.closed:
                 self.transport.close()
+        if self.response_complete:
+            on_response()
 
 
 # How long a connection accepted before a shutdown, with no request read yet, may take to deliver

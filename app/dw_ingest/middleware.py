@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logs import FLUSH_LATER
@@ -60,6 +61,10 @@ def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
         if name == b"x-request-id":
             incoming = value
     return incoming.decode("ascii") if _USABLE_ID.fullmatch(incoming) else new_request_id()
+
+
+# The access line's status of a request whose client went away before its answer (nginx's 499).
+CLIENT_GONE = 499
 
 
 def log_request(
@@ -148,6 +153,10 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client closed its connection while its body was read: nothing to answer, no error.
+            status = CLIENT_GONE
+            app_log.info("client went away before its request was read, request_id=%s", request_id)
         except Exception:
             app_log.exception("unhandled error, request_id=%s", request_id)
             if not response_started:
