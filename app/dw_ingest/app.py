@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from .config import Settings
+from .config import HttpLimits, Settings
 from .db import Database, DatabaseUnavailable, WriteResult
 from .direct import DirectIngest
 from .errors import add_error_handlers
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    app.http_limits = HttpLimits(settings.max_header_bytes, settings.body_timeout)
     app.state.database = database
     POOL_IN_USE.set_function(database.pool_in_use)
 

@@ -26,10 +26,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from .errors import BodyTimeout
 from .fast_decode import Record, fast_record
 from .intake import Intake
 from .middleware import internal_error_body, log_request, request_id_of
@@ -61,6 +63,26 @@ def _header_lines(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
     return b"".join([b"%s: %s\r\n" % (name.lower(), value) for name, value in headers])
 
 
+def http_answer(
+    status: int, server_headers: Headers, header_lines: bytes, request_id: str, body: bytes, keep_alive: bool
+) -> bytes:
+    """A whole response as uvicorn writes the app's: the status line, the server's default headers
+    (its date), the response's own, AccessLog's request id, `connection: close` unless kept alive
+    (or the response says so itself), the body."""
+    head = [STATUS_LINE[status], _header_lines(server_headers), header_lines, b"x-request-id: ", request_id.encode()]
+    head.append(b"\r\n" if keep_alive or _CLOSE in header_lines else b"\r\n" + _CLOSE)
+    head += [b"\r\n", body]
+    return b"".join(head)
+
+
+def problem_answer(status: int, detail: str, server_headers: Headers, request_id: str) -> bytes:
+    """A JSON refusal (the shape of responses.Problem) that closes the connection: for what the
+    HTTP protocol refuses before the request reaches either path."""
+    body = orjson.dumps({"detail": detail})
+    lines = b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body)
+    return http_answer(status, server_headers, lines, request_id, body, keep_alive=False)
+
+
 class DirectIngest:
     """The single-record endpoint for requests that need nothing but the fast path."""
 
@@ -79,9 +101,8 @@ class DirectIngest:
         self._intake = intake
         self._write = write
         self._count = count
-        # The success answer after the default headers (uvicorn's date): the endpoint's Response,
-        # then the request id that AccessLog adds.
-        self._success_headers = _header_lines(success.raw_headers) + b"x-request-id: "
+        # The success answer's own headers, before the request id that AccessLog adds.
+        self._success_headers = _header_lines(success.raw_headers)
         self._success = bytes(success.body)
         self._in_flight = 0
 
@@ -111,6 +132,13 @@ class DirectIngest:
         path will decode it, and give the model's 422 if it must)."""
         return fast_record(body)
 
+    async def timed_out(self, headers: Headers, server: _Server, started: float) -> bytes:
+        """The ASGI path's answer when the body does not arrive in time: its 408, which closes."""
+        request_id = request_id_of(headers)
+        status, extra, body = await self._error(BodyTimeout(), headers, request_id)
+        log_request(request_id, "POST", self._path, self._path, status, started, None, False)
+        return http_answer(status, server.default_headers, _header_lines(extra), request_id, body, False)
+
     async def answer(self, record: Record, headers: Headers, server: _Server, cycle: _Cycle) -> bytes:
         """Writes the record and returns the whole HTTP answer (head and body). Never raises. The
         server's default headers (its date) and the cycle's keep-alive (a shutdown clears it) are
@@ -130,16 +158,8 @@ class DirectIngest:
             log_request(request_id, "POST", self._path, self._path, status, started, records, self._in_flight > 1)
         finally:
             self._in_flight -= 1
-        head = [STATUS_LINE[status]]
-        head.append(_header_lines(server.default_headers))
-        if extra is None:
-            head += [self._success_headers, request_id.encode(), b"\r\n"]
-        else:
-            head += [_header_lines(extra), b"x-request-id: ", request_id.encode(), b"\r\n"]
-        if not cycle.keep_alive:
-            head.append(_CLOSE)
-        head += [b"\r\n", body]
-        return b"".join(head)
+        lines = self._success_headers if extra is None else _header_lines(extra)
+        return http_answer(status, server.default_headers, lines, request_id, body, cycle.keep_alive)
 
     async def _error(
         self, exc: Exception, headers: Headers, request_id: str

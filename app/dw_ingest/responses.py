@@ -96,6 +96,7 @@ NOT_READY = _documented(NotReady, "The database does not answer", **{"Retry-Afte
 INGEST_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _documented(Problem, "Missing or wrong API key", **{"WWW-Authenticate": "Bearer"}),
     413: _documented(Problem, "Body larger than the configured limit (MAX_BODY_BYTES)"),
+    408: _documented(Problem, "The body did not arrive in time (BODY_TIMEOUT_SECONDS); the connection is closed"),
     415: _documented(
         Problem,
         "Content-Type is not application/json, or Content-Encoding is not identity: only uncompressed "

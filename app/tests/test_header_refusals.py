@@ -94,3 +94,4 @@ def test_the_openapi_document_says_which_encodings_are_accepted(strict):
     for operation in (paths[DIRECT]["post"], paths[BATCH]["post"]):
         refused = operation["responses"]["415"]["description"]
         assert "Content-Encoding" in refused and "identity" in refused
+        assert "408" in operation["responses"]
