@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from .config import Settings
+from .config import HttpLimits, Settings
 from .db import Database, DatabaseUnavailable, WriteResult
 from .direct import DirectIngest
 from .errors import add_error_handlers
@@ -49,7 +49,7 @@ SUCCESS = orjson.dumps({"status": "success"})
 _SUCCESS_RESPONSE = Response(SUCCESS, media_type=JSONBody.media_type)
 
 # How a client may present its key. Declared as dependencies only for the OpenAPI description
-# (security schemes, either one): LeanRoute never solves dependencies, Intake.authorize checks.
+# (security schemes, either one): LeanRoute never solves dependencies, Intake.check checks.
 API_KEY_SCHEMES: list[Dependency] = [
     Depends(APIKeyHeader(name="X-API-Key", auto_error=False)),
     Depends(HTTPBearer(auto_error=False)),
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    app.http_limits = HttpLimits(settings.max_header_bytes, settings.body_timeout)
     app.state.database = database
     POOL_IN_USE.set_function(database.pool_in_use)
 
@@ -138,7 +139,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     record_schema = MarketRecord.model_json_schema()
 
     async def ingest_one(request: Request) -> Response:
-        intake.authorize(request)
+        intake.check(request)
         body = await intake.read_body(request)
         record = fast_record(body) or validate_record(decode_json(body))
         result = await database.write_one(record)
@@ -156,7 +157,7 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     )
 
     async def ingest_batch(request: Request) -> Response:
-        intake.authorize(request)
+        intake.check(request)
         body = await intake.read_body(request)
         records = fast_batch(body, settings.max_batch_records) or validate_batch(
             decode_json(body), settings.max_batch_records
@@ -199,16 +200,17 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
         responses={500: SERVER_ERROR, 503: NOT_READY},
     )
     async def ready() -> Response:
-        body = {"environment": settings.environment, "database": database.name}
         try:
             await database.ping(settings.ready_timeout)
         except DatabaseUnavailable as exc:
+            # The exception names hosts, users and server messages: the log has it, the client not.
+            app_log.warning("not ready: %s", exc)
             return JSONBody(
-                {"status": "unavailable", **body, "reason": str(exc)[:200]},
+                {"status": "unavailable", "detail": "database not reachable"},
                 status_code=503,
                 headers={"Retry-After": str(settings.retry_after_seconds)},
             )
-        return JSONBody({"status": "ready", **body})
+        return JSONBody({"status": "ready", "environment": settings.environment, "database": database.name})
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -217,7 +219,5 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     add_error_handlers(app, settings)
     app.add_middleware(AccessLog)
     # The same endpoint for the requests that need nothing but the fast path (direct.py).
-    app.direct_ingest = DirectIngest(
-        app, INGEST_PATH, intake, database.write_one, _count, _SUCCESS_RESPONSE, settings.max_body_bytes
-    )
+    app.direct_ingest = DirectIngest(app, INGEST_PATH, intake, database.write_one, _count, _SUCCESS_RESPONSE)
     return app

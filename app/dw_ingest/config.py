@@ -15,7 +15,22 @@ class ConfigError(ValueError):
 
 
 _ENVIRONMENTS = ("production", "development", "testing", "staging")
+# MAX_HEADER_BYTES: the edge (nginx, large_client_header_buffers 4 8k) passes at most about 32 KiB of
+# request line and headers, so nothing it forwards is refused; a direct client gets 431 beyond it.
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+# BODY_TIMEOUT_SECONDS: a request's headers and body must all arrive within this time of its first
+# byte, else 408 and the connection closes. The edge gives a client 60 s per read and buffers the
+# body, so what reaches the service arrives at once; only a slow direct client is cut off.
+DEFAULT_BODY_TIMEOUT = 10.0
 N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What the HTTP protocol (http_protocol.py) enforces before a request reaches either path."""
+
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,10 @@ class Settings:
     # only within this time; an attempt under way is bounded by DB_COMMAND_TIMEOUT and
     # DB_CONNECT_TIMEOUT, so a request may take up to about their sum longer.
     db_write_retry_seconds: float
+    # MAX_HEADER_BYTES (bytes, default 32 KiB): the request line and header block; beyond it 431.
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    # BODY_TIMEOUT_SECONDS (seconds, default 10): from a request's first byte to its body's last.
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -203,6 +222,8 @@ class Settings:
             retry_after_seconds=_int(env, "RETRY_AFTER_SECONDS", 5, minimum=1),
             db_connect_timeout=_float(env, "DB_CONNECT_TIMEOUT", 3.0),
             db_write_retry_seconds=_float(env, "DB_WRITE_RETRY_SECONDS", 8.0, zero=True),
+            max_header_bytes=_int(env, "MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES, minimum=1024),
+            body_timeout=_float(env, "BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT),
         )
 
 

@@ -10,9 +10,11 @@ headers and the body to DirectIngest instead, which checks the key, decodes, wri
 through the same group commit and returns the whole answer as bytes: the same status, headers and
 body the ASGI path sends, the same access log line and metrics.
 
-Anything else takes the ASGI path as before, decided before anything is written: a missing or wrong
-key, a body that is not JSON or that the fast decoder leaves to the model (every 422 keeps its
-wording), a chunked or oversized body, Expect: 100-continue, HTTP/1.0, a pipelined request behind
+Anything else takes the ASGI path as before, decided before anything is written: what the headers
+alone refuse (a missing or wrong key, a media type or encoding other than JSON's, a declared length
+over the limit: decided before a byte of the body is read, so nothing is buffered for a client that
+will be refused), a chunked body, a body that is not JSON or that the fast decoder leaves to the
+model (every 422 keeps its wording), Expect: 100-continue, HTTP/1.0, a pipelined request behind
 one in progress, a server shutting down. Errors of the write itself (503 when the database is
 unavailable, a JSON 500 for a bug) get the app's own exception handlers' answers.
 """
@@ -24,12 +26,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from .errors import BodyTimeout
 from .fast_decode import Record, fast_record
-from .intake import Intake, json_media_type
+from .intake import Intake
 from .middleware import internal_error_body, log_request, request_id_of
 
 if TYPE_CHECKING:
@@ -41,7 +45,9 @@ app_log = logging.getLogger("dw_ingest")
 
 Headers = Sequence[tuple[bytes, bytes]]
 _CLOSE = b"connection: close\r\n"
-_READ = frozenset((b"x-api-key", b"authorization", b"content-type"))
+_READ = frozenset(
+    (b"x-api-key", b"authorization", b"content-type", b"content-encoding", b"content-length", b"transfer-encoding")
+)
 
 
 class _Server(Protocol):
@@ -57,6 +63,26 @@ def _header_lines(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
     return b"".join([b"%s: %s\r\n" % (name.lower(), value) for name, value in headers])
 
 
+def http_answer(
+    status: int, server_headers: Headers, header_lines: bytes, request_id: str, body: bytes, keep_alive: bool
+) -> bytes:
+    """A whole response as uvicorn writes the app's: the status line, the server's default headers
+    (its date), the response's own, AccessLog's request id, `connection: close` unless kept alive
+    (or the response says so itself), the body."""
+    head = [STATUS_LINE[status], _header_lines(server_headers), header_lines, b"x-request-id: ", request_id.encode()]
+    head.append(b"\r\n" if keep_alive or _CLOSE in header_lines else b"\r\n" + _CLOSE)
+    head += [b"\r\n", body]
+    return b"".join(head)
+
+
+def problem_answer(status: int, detail: str, server_headers: Headers, request_id: str) -> bytes:
+    """A JSON refusal (the shape of responses.Problem) that closes the connection: for what the
+    HTTP protocol refuses before the request reaches either path."""
+    body = orjson.dumps({"detail": detail})
+    lines = b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body)
+    return http_answer(status, server_headers, lines, request_id, body, keep_alive=False)
+
+
 class DirectIngest:
     """The single-record endpoint for requests that need nothing but the fast path."""
 
@@ -68,7 +94,6 @@ class DirectIngest:
         write: Callable[[Record], Awaitable[WriteResult]],
         count: Callable[[WriteResult], None],
         success: Response,
-        max_body_bytes: int,
     ):
         self.raw_path = path.encode()
         self._path = path
@@ -76,30 +101,43 @@ class DirectIngest:
         self._intake = intake
         self._write = write
         self._count = count
-        self._max_body_bytes = max_body_bytes
-        # The success answer after the default headers (uvicorn's date): the endpoint's Response,
-        # then the request id that AccessLog adds.
-        self._success_headers = _header_lines(success.raw_headers) + b"x-request-id: "
+        # The success answer's own headers, before the request id that AccessLog adds.
+        self._success_headers = _header_lines(success.raw_headers)
         self._success = bytes(success.body)
         self._in_flight = 0
 
-    def body_fits(self, content_length: bytes | None) -> bool:
-        """Whether a body of the declared length may be read whole before deciding (else: ASGI)."""
-        return content_length is not None and content_length.isdigit() and int(content_length) <= self._max_body_bytes
-
-    def take(self, headers: Headers, body: bytes) -> Record | None:
-        """The request's record if the direct path serves it, else None (the ASGI path will)."""
+    def accepts(self, headers: Headers) -> bool:
+        """Whether the direct path may read this request's body whole and serve it: a declared
+        length, no chunked body, and nothing the headers alone refuse (that refusal is the ASGI
+        path's, which gives it before reading the body)."""
         # The first of a repeated header counts, as in starlette's Headers.get on the ASGI path.
         found: dict[bytes, bytes] = {}
         for name, value in headers:
             if name in _READ and name not in found:
                 found[name] = value
-        if not json_media_type(found.get(b"content-type", b"").decode("latin-1")):
-            return None
-        x_api_key = found.get(b"x-api-key", b"").decode("latin-1")
-        if not self._intake.key_presented(x_api_key, found.get(b"authorization", b"").decode("latin-1")):
-            return None
+        length = found.get(b"content-length")
+        if length is None or not length.isdigit() or b"transfer-encoding" in found:
+            return False
+        refusal = self._intake.refusal(
+            found.get(b"x-api-key", b"").decode("latin-1"),
+            found.get(b"authorization", b"").decode("latin-1"),
+            found.get(b"content-type", b"").decode("latin-1"),
+            found.get(b"content-encoding", b"").decode("latin-1"),
+            length.decode("latin-1"),
+        )
+        return refusal is None
+
+    def take(self, body: bytes) -> Record | None:
+        """The accepted request's record if the fast decoder takes its body, else None (the ASGI
+        path will decode it, and give the model's 422 if it must)."""
         return fast_record(body)
+
+    async def timed_out(self, headers: Headers, server: _Server, started: float) -> bytes:
+        """The ASGI path's answer when the body does not arrive in time: its 408, which closes."""
+        request_id = request_id_of(headers)
+        status, extra, body = await self._error(BodyTimeout(), headers, request_id)
+        log_request(request_id, "POST", self._path, self._path, status, started, None, False)
+        return http_answer(status, server.default_headers, _header_lines(extra), request_id, body, False)
 
     async def answer(self, record: Record, headers: Headers, server: _Server, cycle: _Cycle) -> bytes:
         """Writes the record and returns the whole HTTP answer (head and body). Never raises. The
@@ -120,16 +158,8 @@ class DirectIngest:
             log_request(request_id, "POST", self._path, self._path, status, started, records, self._in_flight > 1)
         finally:
             self._in_flight -= 1
-        head = [STATUS_LINE[status]]
-        head.append(_header_lines(server.default_headers))
-        if extra is None:
-            head += [self._success_headers, request_id.encode(), b"\r\n"]
-        else:
-            head += [_header_lines(extra), b"x-request-id: ", request_id.encode(), b"\r\n"]
-        if not cycle.keep_alive:
-            head.append(_CLOSE)
-        head += [b"\r\n", body]
-        return b"".join(head)
+        lines = self._success_headers if extra is None else _header_lines(extra)
+        return http_answer(status, server.default_headers, lines, request_id, body, cycle.keep_alive)
 
     async def _error(
         self, exc: Exception, headers: Headers, request_id: str

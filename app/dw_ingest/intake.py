@@ -1,5 +1,5 @@
-"""Reading an ingest request before its records are validated: the API key, the media type, the
-body size limit and JSON decoding in which every fraction is an exact Decimal."""
+"""Reading an ingest request before its records are validated: the API key, the media type and
+encoding, the body size limit and JSON decoding in which every fraction is an exact Decimal."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from .config import Settings
-from .errors import BodyTooLarge, Unauthorized, UnsupportedMediaType
+from .errors import BodyTooLarge, Unauthorized, UnsupportedEncoding, UnsupportedMediaType
 from .models import RecordErrors
 
 
@@ -22,10 +22,34 @@ class Intake:
         self._keys = tuple(k.encode() for k in settings.api_keys)
         self._max_body_bytes = settings.max_body_bytes
 
-    def authorize(self, request: Request) -> None:
+    def check(self, request: Request) -> None:
+        """Raises the refusal the request's headers earn, before a byte of its body is read."""
         headers = request.headers
-        if not self.key_presented(headers.get("x-api-key", ""), headers.get("authorization", "")):
-            raise Unauthorized
+        refusal = self.refusal(
+            headers.get("x-api-key", ""),
+            headers.get("authorization", ""),
+            headers.get("content-type", ""),
+            headers.get("content-encoding", ""),
+            headers.get("content-length"),
+        )
+        if refusal is not None:
+            raise refusal
+
+    def refusal(
+        self, x_api_key: str, authorization: str, content_type: str, content_encoding: str, content_length: str | None
+    ) -> Exception | None:
+        """What the headers alone refuse, in this order: the key (401), the media type and the
+        encoding (415), the declared length (413). None if they allow reading the body. Both paths
+        decide with it: the direct path declines to the ASGI path, which raises it."""
+        if not self.key_presented(x_api_key, authorization):
+            return Unauthorized()
+        if not json_media_type(content_type):
+            return UnsupportedMediaType()
+        if content_encoding.strip().lower() not in ("", "identity"):
+            return UnsupportedEncoding()
+        if content_length is not None and content_length.isdigit() and int(content_length) > self._max_body_bytes:
+            return BodyTooLarge()
+        return None
 
     def key_presented(self, x_api_key: str, authorization: str) -> bool:
         """Whether the request's X-API-Key (or else its Bearer token) is one of the keys."""
@@ -39,11 +63,7 @@ class Intake:
         return any([hmac.compare_digest(given, key) for key in self._keys])
 
     async def read_body(self, request: Request) -> bytes:
-        if not json_media_type(request.headers.get("content-type", "")):
-            raise UnsupportedMediaType
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body_bytes:
-            raise BodyTooLarge
+        """The body of a request that passed check(); a chunked one is cut off at the limit."""
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():

@@ -7,11 +7,13 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logs import FLUSH_LATER
@@ -46,14 +48,23 @@ def _count_request(route: str, method: str, status: int) -> None:
     child.inc()
 
 
+# A client's X-Request-ID is kept only if it is what the edge keeps (dw-edge.conf.j2: "^[!-~]{1,64}$"):
+# printable ASCII without spaces, so it cannot forge the access line's other key=value fields.
+_USABLE_ID = re.compile(rb"[!-~]{1,64}")
+
+
 def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    """The client's X-Request-ID if it is usable (printable, cut to 64 characters), else a new id.
-    One header looked for: a scan, not a dict of every header (the last one wins, as in a dict)."""
-    incoming = ""
+    """The client's X-Request-ID if it is usable, else a new id. One header looked for: a scan,
+    not a dict of every header (the last one wins, as in a dict)."""
+    incoming = b""
     for name, value in headers:
         if name == b"x-request-id":
-            incoming = value.decode("latin-1")[:64]
-    return incoming if incoming and incoming.isprintable() else new_request_id()
+            incoming = value
+    return incoming.decode("ascii") if _USABLE_ID.fullmatch(incoming) else new_request_id()
+
+
+# The access line's status of a request whose client went away before its answer (nginx's 499).
+CLIENT_GONE = 499
 
 
 def log_request(
@@ -142,6 +153,10 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client closed its connection while its body was read: nothing to answer, no error.
+            status = CLIENT_GONE
+            app_log.info("client went away before its request was read, request_id=%s", request_id)
         except Exception:
             app_log.exception("unhandled error, request_id=%s", request_id)
             if not response_started:

@@ -51,10 +51,10 @@ class Ready(_Body):
 
 
 class NotReady(_Body):
+    """Always these words: why the database did not answer is in the service's log, not for clients."""
+
     status: Literal["unavailable"]
-    environment: str
-    database: str
-    reason: str = Field(max_length=200)
+    detail: Literal["database not reachable"]
 
 
 class FieldError(_Body):
@@ -96,7 +96,12 @@ NOT_READY = _documented(NotReady, "The database does not answer", **{"Retry-Afte
 INGEST_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _documented(Problem, "Missing or wrong API key", **{"WWW-Authenticate": "Bearer"}),
     413: _documented(Problem, "Body larger than the configured limit (MAX_BODY_BYTES)"),
-    415: _documented(Problem, "Content-Type is not application/json"),
+    408: _documented(Problem, "The body did not arrive in time (BODY_TIMEOUT_SECONDS); the connection is closed"),
+    415: _documented(
+        Problem,
+        "Content-Type is not application/json, or Content-Encoding is not identity: only uncompressed "
+        "bodies are accepted (no gzip, deflate or br)",
+    ),
     422: _documented(ValidationFailed, "Invalid JSON or records: detail lists each field and why"),
     500: SERVER_ERROR,
     503: _documented(Problem, "Database unavailable; nothing was stored", **{"Retry-After": RETRY_AFTER}),

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .config import HttpLimits
 from .middleware import AccessLog
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class IngestAPI(FastAPI):
 
     # Served by the HTTP protocol itself where it can (http_protocol.py, direct.py); set by create_app.
     direct_ingest: DirectIngest | None = None
+    # What the HTTP protocol enforces for this app; set by create_app from the settings.
+    http_limits = HttpLimits()
 
     def build_middleware_stack(self) -> ASGIApp:
         routes = {

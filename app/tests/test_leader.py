@@ -281,7 +281,8 @@ def test_no_writable_host_gives_503_once_the_retry_budget_is_spent(pair, tmp_pat
                 assert response.json() == UNAVAILABLE_BODY
             ready = c.get("/ready")
             assert ready.status_code == 503
-            assert "no writable database host" in ready.json()["reason"]
+            assert ready.json() == {"status": "unavailable", "detail": "database not reachable"}
+        assert "not ready: " in server.log() and "no writable database host" in server.log()
         assert stored(a, database) == stored(b, database) == set()
         assert "Traceback" not in server.log()
     finally:
