@@ -1,23 +1,32 @@
 """Monitoring across hosts: Prometheus on db1 scrapes every server's node exporter over the
-network (the firewall lets only db1 in), so the repository host's backup metrics and a failed
+network (the firewall lets only db1 in) with basic auth, so the repository host's backup metrics and a failed
 backup unit there reach it and fire an alert."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import time
 import urllib.parse
 
 import pytest
+from support import read_vault, role_default
 
 PROMETHEUS = "http://127.0.0.1:9090"
 NODE_EXPORTER_PORT = 9100
 
 
+@functools.cache
+def _auth() -> str:
+    """curl's -u for Prometheus: the monitoring role's user, the vault's monitoring password."""
+    user = role_default("monitoring", "monitoring_web_username")
+    return f"-u {shlex.quote(user + ':' + read_vault()['vault_monitoring_web_password'])}"
+
+
 def _query(db1, promql: str) -> list[dict]:
     url = f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    return json.loads(db1.check_output(f"curl -fsS {shlex.quote(url)}"))["data"]["result"]
+    return json.loads(db1.check_output(f"curl -fsS {_auth()} {shlex.quote(url)}"))["data"]["result"]
 
 
 def _wait_for(what: str, probe, timeout: float = 90):

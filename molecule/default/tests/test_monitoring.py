@@ -1,5 +1,6 @@
-"""Monitoring, end to end: Prometheus scrapes every target, the exporters' login reads nothing of
-the market data, backup facts reach Prometheus, and a broken repository goes from a failed backup
+"""Monitoring, end to end: Prometheus, Alertmanager and the exporters refuse local users without
+the credentials (basic auth), Prometheus scrapes every target with them, the exporters' login reads
+nothing of the market data, backup facts reach Prometheus, and a broken repository goes from a failed backup
 unit to a firing alert at a webhook and back to resolved; dw-status says the same.
 
 The scenario's group monitoring_test (group_vars/monitoring_test.yml) shortens the intervals and
@@ -8,6 +9,7 @@ points Alertmanager at the webhook receiver this module starts inside the instan
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -16,8 +18,25 @@ import urllib.parse
 
 import pytest
 from conftest import STANZA, refresh_backup_metrics, role_default, wait_for
+from support import read_vault
 
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
+ALERTMANAGER = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_alertmanager_port')}"
+# Each listener the monitoring roles install: a URL it serves, and the role whose credentials it takes.
+LISTENERS = {
+    "prometheus": (f"{PROMETHEUS}/api/v1/targets", "monitoring"),
+    "alertmanager": (f"{ALERTMANAGER}/api/v2/status", "monitoring"),
+    "node_exporter": (
+        f"http://127.0.0.1:{role_default('node_exporter', 'node_exporter_port')}/metrics",
+        "node_exporter",
+    ),
+    "postgres_exporter": (
+        f"http://127.0.0.1:{role_default('postgres_exporter', 'postgres_exporter_port')}/metrics",
+        "postgres_exporter",
+    ),
+}
+# Local users that must not read metrics or touch silences: nginx's and an API's.
+OTHER_USERS = ("www-data", "dw-api")
 WEBHOOK_PORT = 9199
 WEBHOOK_LOG = "/run/dw-test-webhook.jsonl"
 REPO1 = role_default("pgbackrest", "pgbackrest_repo1_path")
@@ -38,8 +57,26 @@ http.server.HTTPServer(("127.0.0.1", {WEBHOOK_PORT}), Handler).serve_forever()
 """
 
 
+@functools.cache
+def credentials(role: str) -> tuple[str, str]:
+    """A role's web user and its password from the local vault (one monitoring password for all)."""
+    return role_default(role, f"{role}_web_username"), read_vault()["vault_monitoring_web_password"]
+
+
+def curl_auth(role: str = "monitoring") -> str:
+    user, password = credentials(role)
+    return f"-u {shlex.quote(f'{user}:{password}')}"
+
+
 def get_json(host, url: str) -> dict:
-    return json.loads(host.check_output(f"curl -sf {shlex.quote(url)}"))
+    return json.loads(host.check_output(f"curl -sf {curl_auth()} {shlex.quote(url)}"))
+
+
+def http_code(host, url: str, *, user: str = "root", auth: str = "", method: str = "GET", body: str = "") -> str:
+    data = f"-H 'Content-Type: application/json' --data {shlex.quote(body)}" if body else ""
+    return host.check_output(
+        f"runuser -u {user} -- curl -s -o /dev/null -w '%{{http_code}}' -X {method} {auth} {data} {shlex.quote(url)}"
+    )
 
 
 def query(host, promql: str) -> list[dict]:
@@ -52,6 +89,71 @@ def test_services_listen_on_loopback_only(host):
         addresses = re.findall(rf"\s(\S+):{port}\s", listening)
         assert addresses == ["127.0.0.1"], (port, addresses)
     assert ":9094 " not in listening, "Alertmanager's cluster port must stay closed"
+
+
+@pytest.mark.parametrize("user", OTHER_USERS)
+def test_listeners_refuse_local_users_without_credentials(host, user):
+    for name, (url, role) in LISTENERS.items():
+        assert http_code(host, url, user=user) == "401", (name, user)
+        wrong = f"-u {shlex.quote(credentials(role)[0] + ':not-the-password')}"
+        assert http_code(host, url, user=user, auth=wrong) == "401", (name, user, "wrong password")
+        # The same request with the credentials passes: the refusal is the authentication's.
+        assert http_code(host, url, user=user, auth=curl_auth(role)) == "200", (name, user, "with credentials")
+
+
+@pytest.mark.parametrize("user", OTHER_USERS)
+def test_a_silence_needs_the_credentials(host, user):
+    now = time.time()
+    silence = json.dumps(
+        {
+            "matchers": [{"name": "alertname", "value": "DwTestSilence", "isRegex": False}],
+            "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 600)),
+            "createdBy": user,
+            "comment": "muting alerts",
+        }
+    )
+    url = f"{ALERTMANAGER}/api/v2/silences"
+
+    def silences() -> dict[str, str]:
+        return {s["id"]: s["status"]["state"] for s in get_json(host, url) if s["comment"] == "muting alerts"}
+
+    before = silences()
+    assert http_code(host, url, user=user, method="POST", body=silence) == "401"
+    assert silences() == before, "a silence was created without credentials"
+    # The same silence with the credentials is created (so the refusal above is not a bad body);
+    # then expired again.
+    created = json.loads(
+        host.check_output(
+            f"curl -sf {curl_auth()} -H 'Content-Type: application/json' --data {shlex.quote(silence)} {url}"
+        )
+    )["silenceID"]
+    host.check_output(f"curl -sf {curl_auth()} -X DELETE {ALERTMANAGER}/api/v2/silence/{created}")
+    assert silences()[created] == "expired"
+
+
+def test_credentials_are_readable_by_root_and_prometheus_only(host):
+    files = [
+        "/etc/prometheus/credentials/monitoring.password",
+        "/etc/prometheus/credentials/node.password",
+        "/etc/prometheus/credentials/postgres.password",
+        "/etc/prometheus/web.yml",
+        "/etc/prometheus/alertmanager-web.yml",
+        role_default("node_exporter", "node_exporter_web_config"),
+        role_default("postgres_exporter", "postgres_exporter_web_config"),
+    ]
+    for path in files:
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == ("root", "prometheus", 0o640), path
+        for user in OTHER_USERS:
+            assert host.run(f"runuser -u {user} -- cat {path}").rc != 0, (path, user)
+    # The web configurations hold a bcrypt hash, never the password.
+    password = credentials("monitoring")[1]
+    for path in files[3:]:
+        content = host.file(path).content_string
+        assert "$2b$" in content and password not in content, path
+    dw_status = host.file("/etc/dw-status-credentials.json")
+    assert (dw_status.user, dw_status.group, dw_status.mode) == ("root", "root", 0o600)
 
 
 def test_every_target_is_scraped_and_healthy(host, environments):
