@@ -18,7 +18,7 @@ import urllib.parse
 
 import pytest
 from conftest import STANZA, refresh_backup_metrics, role_default, wait_for
-from support import read_vault
+from support import inventory_environments, read_vault
 
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
 ALERTMANAGER = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_alertmanager_port')}"
@@ -35,8 +35,9 @@ LISTENERS = {
         "postgres_exporter",
     ),
 }
-# Local users that must not read metrics or touch silences: nginx's and an API's.
-OTHER_USERS = ("www-data", "dw-api")
+# Local users that must not read metrics or touch silences: nginx's and dev's API's (where a bad
+# release runs first).
+OTHER_USERS = ("www-data", next(e["unit"] for e in inventory_environments() if e["name"] == "dev"))
 WEBHOOK_PORT = 9199
 WEBHOOK_LOG = "/run/dw-test-webhook.jsonl"
 REPO1 = role_default("pgbackrest", "pgbackrest_repo1_path")
