@@ -7,8 +7,8 @@ the Request object, the body's async generator, two formatted sends) runs for ev
 and after the endpoint's own work. For the common request (POST of one record that the fast
 decoder takes, with a key that matches), CoalescingHttpToolsProtocol (http_protocol.py) hands the
 headers and the body to DirectIngest instead, which checks the key, decodes, writes the record
-through the same group commit and returns the whole answer as bytes: the same status, headers and
-body the ASGI path sends, the same access log line and metrics.
+through the ingest core (ingest.py) and returns the whole answer as bytes: the same status, headers
+and body the ASGI path sends, the same access log line and metrics (core.py), with via=direct.
 
 Anything else takes the ASGI path as before, decided before anything is written: what the headers
 alone refuse (a missing or wrong key, a media type or encoding other than JSON's, a declared length
@@ -16,7 +16,7 @@ over the limit: decided before a byte of the body is read, so nothing is buffere
 will be refused), a chunked body, a body that is not JSON or that the fast decoder leaves to the
 model (every 422 keeps its wording), Expect: 100-continue, HTTP/1.0, a pipelined request behind
 one in progress, a server shutting down. Errors of the write itself (503 when the database is
-unavailable, a JSON 500 for a bug) get the app's own exception handlers' answers.
+unavailable, a JSON 500 for a bug) get core.error_response's answer, as on the lean route.
 """
 
 from __future__ import annotations

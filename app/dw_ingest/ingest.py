@@ -52,7 +52,7 @@ class Ingest:
         self._database = database
         self._max_batch = settings.max_batch_records
 
-    async def write_one(self, record: Record | MarketRecord) -> WriteResult:
+    async def write_one(self, record: Record) -> WriteResult:
         """One decoded record stored and counted: the last step of both paths."""
         result = await self._database.write_one(record)
         _count(result)
