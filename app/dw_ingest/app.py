@@ -3,85 +3,53 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import orjson
-from fastapi import Depends, FastAPI, Request
-from fastapi.params import Depends as Dependency
+from fastapi import FastAPI
 from fastapi.responses import Response
-from fastapi.security import APIKeyHeader, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from .config import HttpLimits, Settings
-from .db import Database, DatabaseUnavailable, WriteResult
-from .direct import DirectIngest
+from .db import Database, DatabaseUnavailable
 from .errors import add_error_handlers
-from .fast_decode import fast_batch, fast_record
-from .intake import Intake, decode_json
+from .ingest import BATCH_PATH, INGEST_PATH, add_ingest_routes
+from .intake import Intake
 from .logs import configure_logging
-from .metrics import POOL_IN_USE, RECORDS
+from .metrics import POOL_IN_USE
 from .middleware import AccessLog
-from .models import MarketRecord, validate_batch, validate_record
-from .responses import (
-    INGEST_ERRORS,
-    NOT_READY,
-    SERVER_ERROR,
-    Accepted,
-    BatchAccepted,
-    Health,
-    JSONBody,
-    Ready,
-)
-from .routing import IngestAPI, LeanRoute
+from .responses import NOT_READY, SERVER_ERROR, Health, JSONBody, Ready
+from .routing import IngestAPI
+
+__all__ = ["BATCH_PATH", "INGEST_PATH", "create_app"]
 
 app_log = logging.getLogger("dw_ingest")
-
-INGEST_PATH = "/ingest/market-data/"
-BATCH_PATH = "/ingest/market-data/batch"
-
-# The single-record answer, the same bytes every time: one Response serves them all (a starlette
-# Response keeps no per-request state; sending it only reads its status, headers and body), so no
-# request builds its headers again.
-SUCCESS = orjson.dumps({"status": "success"})
-_SUCCESS_RESPONSE = Response(SUCCESS, media_type=JSONBody.media_type)
-
-# How a client may present its key. Declared as dependencies only for the OpenAPI description
-# (security schemes, either one): LeanRoute never solves dependencies, Intake.check checks.
-API_KEY_SCHEMES: list[Dependency] = [
-    Depends(APIKeyHeader(name="X-API-Key", auto_error=False)),
-    Depends(HTTPBearer(auto_error=False)),
-]
-
-
-def _request_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {"application/json": {"schema": schema}},
-        }
-    }
-
-
-_INSERTED = RECORDS.labels(outcome="inserted")
-_DUPLICATES = RECORDS.labels(outcome="duplicate")
-
-
-def _count(result: WriteResult) -> None:
-    _INSERTED.inc(result.inserted)
-    if result.duplicates:
-        _DUPLICATES.inc(result.duplicates)
 
 
 def create_app(settings: Settings | None = None) -> IngestAPI:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     database = Database(settings)
-    intake = Intake(settings)
+    app = IngestAPI(
+        title="dw-platform ingestion API",
+        version="1.0.0",
+        lifespan=_lifespan(settings, database),
+        default_response_class=JSONBody,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.http_limits = HttpLimits(settings.max_header_bytes, settings.body_timeout)
+    app.state.database = database
+    POOL_IN_USE.set_function(database.pool_in_use)
+    # The same single-record core for the requests that need nothing but the fast path (direct.py).
+    app.direct_ingest = add_ingest_routes(app, settings, Intake(settings), database)
+    _add_status_routes(app, settings, database)
+    add_error_handlers(app, settings)
+    app.add_middleware(AccessLog)
+    return app
 
+
+def _lifespan(settings: Settings, database: Database) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         app_log.info(
@@ -99,90 +67,11 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
         yield
         await database.close()
 
-    app = IngestAPI(
-        title="dw-platform ingestion API",
-        version="1.0.0",
-        lifespan=lifespan,
-        default_response_class=JSONBody,
-        redirect_slashes=False,
-    )
-    app.state.settings = settings
-    app.http_limits = HttpLimits(settings.max_header_bytes, settings.body_timeout)
-    app.state.database = database
-    POOL_IN_USE.set_function(database.pool_in_use)
+    return lifespan
 
-    def add_ingest_route(
-        path: str,
-        alias: str,
-        endpoint: Callable[[Request], Awaitable[Response]],
-        summary: str,
-        body: dict[str, Any],
-        answer: type[BaseModel],
-    ) -> None:
-        """The documented path, and its slash twin answered directly (clients use both; no redirect)."""
-        for route_path, documented in ((path, True), (alias, False)):
-            app.router.add_api_route(
-                route_path,
-                endpoint,
-                methods=["POST"],
-                include_in_schema=documented,
-                summary=summary,
-                openapi_extra=body,
-                response_model=answer,  # documents the 200 body; LeanRoute does not serialise through it
-                responses=INGEST_ERRORS,
-                dependencies=API_KEY_SCHEMES if settings.api_keys else None,
-                operation_id=None if documented else f"{endpoint.__name__}_alias",
-                route_class_override=LeanRoute,
-            )
 
-    limit = f"At most {settings.max_body_bytes} bytes."
-    record_schema = MarketRecord.model_json_schema()
-
-    async def ingest_one(request: Request) -> Response:
-        intake.check(request)
-        body = await intake.read_body(request)
-        record = fast_record(body) or validate_record(decode_json(body))
-        result = await database.write_one(record)
-        _count(result)
-        request.state.records = result
-        return _SUCCESS_RESPONSE
-
-    add_ingest_route(
-        INGEST_PATH,
-        INGEST_PATH.rstrip("/"),
-        ingest_one,
-        "Ingest one market-data record",
-        _request_body(record_schema, f"One record. {limit}"),
-        Accepted,
-    )
-
-    async def ingest_batch(request: Request) -> Response:
-        intake.check(request)
-        body = await intake.read_body(request)
-        records = fast_batch(body, settings.max_batch_records) or validate_batch(
-            decode_json(body), settings.max_batch_records
-        )
-        result = await database.write_many(records)
-        _count(result)
-        request.state.records = result
-        return JSONBody(
-            {
-                "status": "success",
-                "received": result.received,
-                "inserted": result.inserted,
-                "duplicates": result.duplicates,
-            }
-        )
-
-    batch_schema = {"type": "array", "items": record_schema, "minItems": 1, "maxItems": settings.max_batch_records}
-    add_ingest_route(
-        BATCH_PATH,
-        BATCH_PATH + "/",
-        ingest_batch,
-        "Ingest a batch of records in one transaction",
-        _request_body(batch_schema, f"All records are stored or none (422 lists every bad one). {limit}"),
-        BatchAccepted,
-    )
+def _add_status_routes(app: FastAPI, settings: Settings, database: Database) -> None:
+    """/health, /ready and /metrics."""
 
     @app.get(
         "/health",
@@ -215,9 +104,3 @@ def create_app(settings: Settings | None = None) -> IngestAPI:
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    add_error_handlers(app, settings)
-    app.add_middleware(AccessLog)
-    # The same endpoint for the requests that need nothing but the fast path (direct.py).
-    app.direct_ingest = DirectIngest(app, INGEST_PATH, intake, database.write_one, _count, _SUCCESS_RESPONSE)
-    return app

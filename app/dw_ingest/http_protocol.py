@@ -37,9 +37,9 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .config import HttpLimits
+from .core import log_request, new_request_id
 from .direct import problem_answer
 from .errors import BodyTimeout, body_timeout_detail
-from .middleware import log_request, new_request_id
 
 if TYPE_CHECKING:
     from .direct import DirectIngest
@@ -255,7 +255,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         request_id = new_request_id()
         self.transport.write(problem_answer(status, detail, self.server_state.default_headers, request_id))
-        log_request(request_id, "-", "-", "unmatched", status, self._started, None, False)
+        log_request(request_id, "-", "-", "unmatched", status, self._started, None, "direct")
         self._linger()
 
     def _linger(self) -> None:
@@ -327,25 +327,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_received = 0
         self._requests += 1
-        if self._direct_may_serve():
+        direct, cycle = self._direct, self.cycle
+        # Held back from the direct path: a shutdown, a client waiting for 100-continue, and a
+        # pipelined request behind one in progress (its answer must come after that one's).
+        held = self._draining or self.expect_100_continue or not (cycle is None or cycle.response_complete)
+        if direct is not None and direct.accepts(self.url, self.parser, self.headers, held=held):
             self.cycle = _DirectCycle(self.parser.should_keep_alive())  # type: ignore[assignment]
             return
         self._start_asgi()
-
-    def _direct_may_serve(self) -> bool:
-        direct = self._direct
-        if (
-            direct is None
-            or self.url != direct.raw_path
-            or self._draining
-            or self.expect_100_continue
-            or not (self.cycle is None or self.cycle.response_complete)  # pipelined: keep the order
-            or self.parser.get_method() != b"POST"
-            or self.parser.get_http_version() != "1.1"
-            or self.parser.should_upgrade()
-        ):
-            return False
-        return direct.accepts(self.headers)
 
     def _start_asgi(self) -> None:
         super().on_headers_complete()

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from fastapi import Request
 
 from .config import Settings
+from .core import first_values
 from .errors import BodyTooLarge, Unauthorized, UnsupportedEncoding, UnsupportedMediaType
 from .models import RecordErrors
+
+# The headers Intake.refusal reads.
+HEADERS = frozenset((b"x-api-key", b"authorization", b"content-type", b"content-encoding", b"content-length"))
 
 
 class Intake:
@@ -24,30 +29,25 @@ class Intake:
 
     def check(self, request: Request) -> None:
         """Raises the refusal the request's headers earn, before a byte of its body is read."""
-        headers = request.headers
-        refusal = self.refusal(
-            headers.get("x-api-key", ""),
-            headers.get("authorization", ""),
-            headers.get("content-type", ""),
-            headers.get("content-encoding", ""),
-            headers.get("content-length"),
-        )
+        refusal = self.refusal(first_values(request.headers.raw, HEADERS))
         if refusal is not None:
             raise refusal
 
-    def refusal(
-        self, x_api_key: str, authorization: str, content_type: str, content_encoding: str, content_length: str | None
-    ) -> Exception | None:
-        """What the headers alone refuse, in this order: the key (401), the media type and the
-        encoding (415), the declared length (413). None if they allow reading the body. Both paths
-        decide with it: the direct path declines to the ASGI path, which raises it."""
-        if not self.key_presented(x_api_key, authorization):
+    def refusal(self, headers: Mapping[bytes, bytes]) -> Exception | None:
+        """What the headers alone refuse (HEADERS, each by its first value: core.first_values), in
+        this order: the key (401), the media type and the encoding (415), the declared length
+        (413). None if they allow reading the body. Both paths decide with it: the direct path
+        declines to the ASGI path, which raises it."""
+        if not self.key_presented(
+            headers.get(b"x-api-key", b"").decode("latin-1"), headers.get(b"authorization", b"").decode("latin-1")
+        ):
             return Unauthorized()
-        if not json_media_type(content_type):
+        if not json_media_type(headers.get(b"content-type", b"").decode("latin-1")):
             return UnsupportedMediaType()
-        if content_encoding.strip().lower() not in ("", "identity"):
+        if headers.get(b"content-encoding", b"").decode("latin-1").strip().lower() not in ("", "identity"):
             return UnsupportedEncoding()
-        if content_length is not None and content_length.isdigit() and int(content_length) > self._max_body_bytes:
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self._max_body_bytes:
             return BodyTooLarge()
         return None
 

@@ -29,7 +29,7 @@ class LoopFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that can leave a line's flush to the event loop's next iteration.
 
     StreamHandler flushes after every record: under load one write(2) to journald per access line,
-    and journald's CPU for each. A record marked `flush_later` (AccessLog marks its line so while
+    and journald's CPU for each. A record marked `flush_later` (core.log_request marks the access line so while
     other requests are in flight) is flushed by a callback at the loop's next iteration, so the
     lines of the requests answered together leave in one write. Any other record, and a line
     logged outside a running loop, is flushed at once with whatever waits before it: an idle

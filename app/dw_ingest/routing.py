@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import HttpLimits
+from .core import error_response
 from .middleware import AccessLog
 
 if TYPE_CHECKING:
@@ -31,10 +33,11 @@ class LeanRoute(APIRoute):
 
 class IngestAPI(FastAPI):
     """FastAPI, except that a request for a LeanRoute goes straight to its endpoint, in AccessLog,
-    with the app's own exception handlers: none of the six middleware layers and the router that
-    FastAPI wraps around every request and every message it sends. That served 12-24% more
-    single-record requests at C=8 (three alternating wrk runs). Everything else, and any other
-    method on these paths, takes the normal stack, which has its own AccessLog."""
+    with the app's own exception handlers (core.error_response, as on the direct path): none of the
+    six middleware layers and the router that FastAPI wraps around every request and every message
+    it sends. That served 12-24% more single-record requests at C=8 (three alternating wrk runs).
+    Everything else, and any other method on these paths, takes the normal stack, which has its own
+    AccessLog."""
 
     # Served by the HTTP protocol itself where it can (http_protocol.py, direct.py); set by create_app.
     direct_ingest: DirectIngest | None = None
@@ -65,11 +68,8 @@ class IngestAPI(FastAPI):
         request = Request(scope, receive, send)
         try:
             response = await scope["route"].endpoint(request)
+        except ClientDisconnect:
+            raise  # nobody to answer: AccessLog logs it as such
         except Exception as exc:
-            handler = next(
-                (self.exception_handlers[c] for c in type(exc).__mro__ if c in self.exception_handlers), None
-            )
-            if handler is None:
-                raise  # AccessLog answers a JSON 500 with the request id
-            response = await handler(request, exc)
+            response = await error_response(self.exception_handlers, exc, request, scope["state"]["request_id"])
         await response(scope, receive, send)

@@ -22,6 +22,7 @@ from dw_ingest.app import create_app
 from dw_ingest.config import Settings
 from dw_ingest.fast_decode import fast_record
 from dw_ingest.http_protocol import CoalescingHttpToolsProtocol
+from prometheus_client import generate_latest
 
 from tests.conftest import API_KEY, record
 from tests.support.pgcluster import PgCluster, free_port
@@ -258,3 +259,16 @@ def test_a_repeated_key_header_counts_by_its_first_value_on_both_paths(live, fir
     ]
     assert [a[9:12] for a in answers] == [status, status]
     assert same_answer(answers[0]) == same_answer(answers[1])
+
+
+def test_the_log_line_and_the_metrics_name_the_path_that_answered(live, caplog):
+    caplog.set_level(logging.INFO, logger="dw_ingest.access")
+    for path, rid in ((DIRECT, "via-direct"), (ASGI, "via-asgi")):
+        assert live.exchange(post(path, body(), extra=f"X-Request-ID: {rid}\r\n"))[0].startswith(b"HTTP/1.1 200")
+    lines = {r.getMessage().split(" ", 1)[0]: r.getMessage() for r in caplog.records if r.name == "dw_ingest.access"}
+    assert lines["request_id=via-direct"].endswith(" via=direct")
+    assert lines["request_id=via-asgi"].endswith(" via=asgi")
+    metrics = generate_latest().decode()
+    for route, via in ((DIRECT, "direct"), (ASGI, "asgi")):
+        labels = f'method="POST",route="{route}",status="200",via="{via}"'
+        assert re.search(rf"^dw_ingest_request_seconds_count\{{{re.escape(labels)}\}} [1-9]", metrics, re.MULTILINE)

@@ -48,3 +48,15 @@ def test_a_request_id_the_edge_keeps_is_kept(strict):
     for path in (DIRECT, ASGI):
         answer = strict.exchange(post(path, json.dumps(record()).encode(), extra=f"X-Request-ID: {kept}\r\n"))[0]
         assert f"x-request-id: {kept}\r\n".encode() in answer
+
+
+def test_a_repeated_request_id_counts_by_its_first_value_on_both_paths(strict, caplog):
+    """The access line and the answer read a repeated header as the endpoints do: the first wins."""
+    caplog.set_level(logging.INFO, logger="dw_ingest.access")
+    for path in (DIRECT, ASGI):
+        extra = "X-Request-ID: first-id\r\nX-Request-ID: second-id\r\n"
+        answer = strict.exchange(post(path, json.dumps(record()).encode(), extra=extra))[0]
+        assert b"x-request-id: first-id\r\n" in answer
+    lines = [r.getMessage() for r in caplog.records if r.name == "dw_ingest.access"]
+    assert sum(line.startswith("request_id=first-id method=POST") for line in lines) == 2
+    assert not any("second-id" in line for line in lines)
