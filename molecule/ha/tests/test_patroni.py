@@ -8,6 +8,7 @@ Failover and switchover are measured several times each: every run appends its f
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import subprocess
 import time
@@ -74,6 +75,95 @@ def test_dcs_is_etcd_over_tls_with_client_certificates():
     assert bare.rc != 0, bare.stdout
     plain = db.run("ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 --command-timeout=3s get /service --prefix")
     assert plain.rc != 0, plain.stdout
+
+
+CA = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
+# Certificates the private CA issued to the members for other purposes than etcd: each is valid,
+# carries clientAuth, and sits on a member that may reach etcd's and the REST API's ports.
+OTHER_CERTIFICATES = {
+    "pgbackrest": ("/etc/pgbackrest/tls/host.crt", "/etc/pgbackrest/tls/host.key"),
+    "postgresql": ("/etc/postgresql/15/main/tls/server.crt", "/etc/postgresql/15/main/tls/server.key"),
+}
+PATRONI_CLIENT = ("/etc/patroni/tls/client.crt", "/etc/patroni/tls/client.key")
+ETCD_MEMBER = ("/etc/etcd/tls/member.crt", "/etc/etcd/tls/member.key")
+
+# One HTTPS request from inside a member, with or without a client certificate: prints the HTTP
+# status and the body, or ERROR and why (a refused handshake shows up here).
+_HTTPS = r"""
+import json, ssl, sys, urllib.error, urllib.request
+url, cert, key, body = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=sys.argv[5])
+if cert:
+    ctx.load_cert_chain(cert, key)
+request = urllib.request.Request(url, data=body.encode() if body else None)
+try:
+    with urllib.request.urlopen(request, context=ctx, timeout=10) as response:
+        print(response.status, response.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode())
+except Exception as exc:
+    print("ERROR", repr(exc))
+"""
+
+
+def _https(host, url: str, cert: tuple[str, str] | None = None, body: str = "") -> tuple[str, str]:
+    cert_file, key_file = cert or ("", "")
+    out = host.check_output(
+        f"python3 -c {shlex.quote(_HTTPS)} {shlex.quote(url)} '{cert_file}' '{key_file}' {shlex.quote(body)} {CA}")
+    status, _, rest = out.partition(" ")
+    return status, rest
+
+
+def _etcdctl(host, cert: tuple[str, str], args: str, user: str = ""):
+    login = f"ETCDCTL_USER={user} " if user else ""
+    return host.run(f"{login}ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert {CA} "
+                    f"--cert {cert[0]} --key {cert[1]} --command-timeout=5s {args}")
+
+
+@pytest.mark.parametrize("service", sorted(OTHER_CERTIFICATES))
+def test_etcd_refuses_other_certificates_of_the_ca_and_patroni_keeps_working(service, vault):
+    """The CA issues pgBackRest's and PostgreSQL's certificates too: neither opens the DCS, over
+    gRPC (etcdctl) or the HTTP gateway (what Patroni speaks), while Patroni's login does."""
+    wait_healthy()
+    db = member(MEMBERS[0])
+    cert = OTHER_CERTIFICATES[service]
+    read = _etcdctl(db, cert, "get /service/ --prefix --keys-only")
+    assert read.rc != 0 and "permission denied" in read.stderr, (read.stdout, read.stderr)
+    write = _etcdctl(db, cert, "put /service/dw-main/leader intruder")
+    assert write.rc != 0 and "permission denied" in write.stderr, (write.stdout, write.stderr)
+    body = json.dumps({"key": "L3NlcnZpY2Uv", "range_end": "L3NlcnZpY2Uw", "keys_only": True})  # /service/ prefix
+    status, answer = _https(db, "https://127.0.0.1:2379/v3/kv/range", cert, body)
+    assert status != "200", answer
+    # Patroni's own login, with its client certificate, reads its namespace; the cluster stays whole.
+    patroni = _etcdctl(db, PATRONI_CLIENT, "get /service/ --prefix --keys-only",
+                       user=f"patroni:{vault['vault_etcd_patroni_password']}")
+    assert patroni.rc == 0 and "/service/dw-main/leader" in patroni.stdout, (patroni.stdout, patroni.stderr)
+    outside = _etcdctl(db, PATRONI_CLIENT, "put /intruder x", user=f"patroni:{vault['vault_etcd_patroni_password']}")
+    assert outside.rc != 0 and "permission denied" in outside.stderr, (outside.stdout, outside.stderr)
+    wait_healthy()
+
+
+@pytest.mark.parametrize("service", sorted(OTHER_CERTIFICATES))
+def test_etcd_peers_accept_only_members_certificates(service):
+    db = member(MEMBERS[0])
+    peer = MEMBERS[1]
+    status, answer = _https(db, f"https://{peer}:2380/version", OTHER_CERTIFICATES[service])
+    assert status == "ERROR", (status, answer)
+    status, answer = _https(db, f"https://{peer}:2380/version", ETCD_MEMBER)
+    assert status == "200", (status, answer)
+
+
+def test_rest_api_requires_a_client_certificate_of_the_ca():
+    view = wait_healthy()
+    lead = leader(view)
+    caller = member(next(m["Member"] for m in view if m["Member"] != lead))
+    for path in ("/cluster", "/leader", "/health", "/patroni"):
+        status, answer = _https(caller, f"https://{lead}:8008{path}")
+        assert status == "ERROR" or status.startswith("4"), (path, status, answer)
+    status, answer = _https(caller, f"https://{lead}:8008/cluster", PATRONI_CLIENT)
+    assert status == "200" and {m["name"] for m in json.loads(answer)["members"]} == set(MEMBERS), (status, answer)
+    status, _ = _https(caller, f"https://{lead}:8008/leader", PATRONI_CLIENT)
+    assert status == "200"
 
 
 def test_replication_between_members_is_tls(environments):
