@@ -46,19 +46,18 @@ def _preflight(tmp_path: Path, backup1_vars: dict) -> subprocess.CompletedProces
     (tmp_path / "host_vars" / "backup1.yml").write_text(json.dumps(backup1_vars))
     playbook = tmp_path / "preflight.yml"
     playbook.write_text(PLAYBOOK)
+    return _ansible_playbook(tmp_path, "-i", str(inventory), str(playbook))
+
+
+def _ansible_playbook(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from this venv with the project's roles, run in tmp_path; output returned."""
     env = os.environ | {
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
         "ANSIBLE_NOCOLOR": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(playbook)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        ["ansible-playbook", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -101,27 +100,8 @@ def test_an_exporter_without_its_password_stops_before_any_change(tmp_path, role
         "- hosts: db1\n  gather_facts: false\n  vars: {postgresql_cluster: {}}\n"
         f"  tasks:\n    - ansible.builtin.include_role: {{name: {role}}}\n"
     )
-    env = os.environ | {
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_NOCOLOR": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    result = subprocess.run(
-        [
-            "ansible-playbook",
-            "--check",
-            "-i",
-            "hosts.yml",
-            "-e",
-            "ansible_python_interpreter=" + sys.executable,
-            "play.yml",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = _ansible_playbook(
+        tmp_path, "--check", "-i", "hosts.yml", "-e", "ansible_python_interpreter=" + sys.executable, "play.yml"
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-2000:]
