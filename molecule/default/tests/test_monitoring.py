@@ -207,7 +207,9 @@ def test_backup_facts_reach_prometheus(host):
     assert textfile.exists and textfile.mode == 0o644
     # Prometheus has scraped the file this test wrote, not an older one.
     wait_for(
-        lambda: query(host, f"dw_pgbackrest_info_timestamp_seconds >= {written:.0f}"),
+        # The start time as it is: rounded to the second, it could lie after a run that takes
+        # less than half a second (0.2 s here), and the wait then never ends.
+        lambda: query(host, f"dw_pgbackrest_info_timestamp_seconds >= {written!r}"),
         60,
         "a scrape of the refreshed backup metrics",
     )
