@@ -139,9 +139,21 @@ def extract(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
 
 
 def _commands(block: str) -> list[str]:
-    """One logical line per command (backslash continuations joined; blank lines dropped)."""
-    joined = re.sub(r"\\\n", " ", block)
-    return [line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    """One logical line per command: backslash continuations joined, and a line whose quote is still
+    open joined with the next (a quoted argument over several lines); comment-only lines dropped."""
+    commands, pending = [], ""
+    for line in re.sub(r"\\\n", " ", block).splitlines():
+        pending = f"{pending}\n{line}" if pending else line
+        try:
+            shlex.split(pending, comments=True)
+        except ValueError:
+            continue
+        if pending.strip() and not pending.lstrip().startswith("#"):
+            commands.append(pending)
+        pending = ""
+    if pending:
+        commands.append(pending)  # an open quote at the end: check_command reports it
+    return commands
 
 
 def _tokens(command: str) -> list[str]:
