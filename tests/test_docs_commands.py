@@ -289,7 +289,12 @@ def check_text(text: str) -> list[str]:
         if error := bash_syntax(normalised):
             problems.append(f"line {line}: {command}: fails bash -n: {error}")
         problems += [f"line {line}: {command}: {p}" for p in check_command(normalised)]
+    in_fence = False
     for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        if not in_fence and re.search(r"`ansible-playbook [^`]*$", line):
+            problems.append(f"line {number}: an inline ansible-playbook command split over lines (unchecked)")
         for tag in re.findall(r"`--(?:skip-)?tags ([a-z_]+)`", line):
             if tag not in known_tags():
                 problems.append(f"line {number}: --tags {tag}: no such tag in the playbooks or roles")
@@ -330,6 +335,7 @@ BAD = {
     "unknown variable": ("`ansible-playbook playbooks/app.yml -i inventories/local -e ingest_api_relase=1`", "knows"),
     "missing script": ("```sh\nscripts/no-such-script inventories/local\n```", "no such path"),
     "shell syntax": ("```sh\nif true; then echo\n```", "bash -n"),
+    "inline command over two lines": ("`ansible-playbook site.yml\n-i inventories/local`", "split over lines"),
 }
 
 
