@@ -74,6 +74,14 @@ def test_every_alert_has_a_summary_a_command_and_a_unit_test(tmp_path: Path) -> 
     assert tested == {rule["alert"] for rule in alerts}
 
 
+def test_every_alert_links_its_runbook_section(tmp_path: Path) -> None:
+    """runbook_url: the role's base (docs/monitoring.md by default) and the alert's own heading there."""
+    base = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())["monitoring_runbook_base_url"]
+    rules = yaml.safe_load(render_rules(tmp_path).read_text())
+    for rule in (rule for group in rules["groups"] for rule in group["rules"]):
+        assert rule["annotations"].get("runbook_url") == f"{base}#{rule['alert'].lower()}", rule["alert"]
+
+
 def test_alert_unit_tests(promtool: str, tmp_path: Path) -> None:
     render_rules(tmp_path)
     tests = yaml.safe_load((ROOT / "tests" / "promtool" / "dw-alerts.test.yml").read_text())

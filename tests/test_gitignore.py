@@ -41,7 +41,16 @@ def test_vault_password_files_and_the_ca_are_ignored(path: str) -> None:
         "inventories/production/group_vars/all/vault.yml",
         "inventories/production/group_vars/all/vars.yml",
         "scripts/new-vault",
+        # The dated history of bench rounds; the bench's own output beside it stays ignored.
+        "bench/results/2026-11-28-direct-path.md",
     ],
 )
 def test_what_belongs_in_git_is_not_ignored(path: str) -> None:
     assert not _ignored(path), path
+
+
+@pytest.mark.parametrize(
+    "path", ["bench/results/results.md", "bench/results/results.json", "bench/results/service.log"]
+)
+def test_the_bench_output_is_ignored(path: str) -> None:
+    assert _ignored(path), path

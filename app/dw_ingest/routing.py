@@ -1,5 +1,5 @@
 """The lean path of the ingest endpoints: LeanRoute documents them like any route, IngestAPI serves
-them without FastAPI's middleware stack and router (README, "A lean path for the ingest endpoints")."""
+them without FastAPI's middleware stack and router (docs/development.md, "A lean path for the ingest endpoints")."""
 
 from __future__ import annotations
 
