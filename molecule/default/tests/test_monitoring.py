@@ -9,6 +9,7 @@ points Alertmanager at the webhook receiver this module starts inside the instan
 
 from __future__ import annotations
 
+import calendar
 import functools
 import json
 import re
@@ -287,8 +288,17 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
         assert rc == 1
         assert any(p.startswith("repo1:") and "not writable" in p for p in status["problems"]), status["problems"]
         assert any(BACKUP_UNIT in p for p in status["problems"]), status["problems"]
+        # The failed unit with its exit time in ISO 8601 UTC, and the alert query's outcome with the alert.
+        failed = {u["unit"]: u["failed_at"] for r in status["sections"]["repositories"] for u in r["failed_units"]}
+        assert BACKUP_UNIT in failed, status["sections"]["repositories"]
+        assert abs(calendar.timegm(time.strptime(failed[BACKUP_UNIT], "%Y-%m-%dT%H:%M:%SZ")) - failed_at) < 5, failed
+        alerts = status["sections"]["alerts"]
+        assert alerts["asked"] and any(
+            a["alert"] == "DwBackupUnitFailed" and a["labels"].get("name") == BACKUP_UNIT for a in alerts["firing"]
+        ), alerts
         text = host.run("dw-status")
         assert text.rc == 1 and "FAIL repo1" in text.stdout, text.stdout
+        assert "FAIL alerts: Prometheus asked, " in text.stdout, text.stdout
     finally:
         host.check_output(f"chmod {mode} {backup_dir}")
 
@@ -305,4 +315,5 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
 
     status = wait_for(dw_status_clear, 60, "dw-status to exit 0", interval=3)
     assert status["ok"] and not status["problems"]
+    assert status["sections"]["alerts"]["asked"] and status["sections"]["alerts"]["firing"] == []
     print(host.check_output("dw-status"))

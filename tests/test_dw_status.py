@@ -1,0 +1,707 @@
+"""dw-status (roles/dw_status/files/dw-status) tells the truth: the APIs' client requests since
+their process started, WAL archiving's last failure, a simulator that never ran, backups never
+verified, one line per filesystem, ISO 8601 times in --json, and the alert query's outcome.
+
+The APIs' /metrics text is the project's own: the service (app/dw_ingest) runs in a subprocess,
+one per process life (a new subprocess is a restart), answers real requests (/health, /ready,
+/metrics, a 401, a 422, a 503 with the database unreachable), and the 2xx a database would have
+given are recorded through the service's own request accounting (core.log_request). systemd,
+psql, pgbackrest and the filesystems are recorded answers, given through the script's Sources.
+
+    python tests/test_dw_status.py --write-sample    rewrite the sample in docs/daily-operation.md
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import subprocess
+import sys
+import time
+from importlib.machinery import SourceFileLoader
+from importlib.util import module_from_spec, spec_from_loader
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_ROOT / "roles" / "dw_status" / "files" / "dw-status"
+DOCS = REPO_ROOT / "docs" / "daily-operation.md"
+BEGIN, END = "<!-- dw-status sample: begin -->", "<!-- dw-status sample: end -->"
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def _load_script() -> Any:
+    loader = SourceFileLoader("dw_status_script", str(SCRIPT))
+    module = module_from_spec(spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+dws = _load_script()
+
+# --- The service's own /metrics ---------------------------------------------------------------------
+
+_SERVICE = r"""
+import json, socket, sys
+sys.path.insert(0, "app")
+from starlette.testclient import TestClient
+from prometheus_client import generate_latest
+from dw_ingest import core
+from dw_ingest.app import create_app
+from dw_ingest.config import Settings
+
+plan = json.loads(sys.argv[1])
+with socket.socket() as s:  # a port nothing listens on: the database is down
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+key = "k" * 32
+settings = Settings.from_env({
+    "DATABASE_URL": f"postgresql://dw@127.0.0.1:{port}/dw", "API_KEYS": key, "LOG_LEVEL": "critical",
+    "DB_WRITE_RETRY_SECONDS": "0", "READY_TIMEOUT": "0.5", "DB_CONNECT_TIMEOUT": "0.5",
+})
+record = {"symbol": "ABC", "ts": "2026-11-24T14:30:00+00:00", "open": "100.5", "high": "101.25",
+          "low": "99.75", "close": "100.9", "volume": 1000, "vwap": "100.4"}
+auth = {"Authorization": "Bearer " + key}
+requests = {
+    "health": lambda c: c.get("/health"),
+    "ready": lambda c: c.get("/ready"),
+    "metrics": lambda c: c.get("/metrics"),
+    "no_key": lambda c: c.post("/ingest/market-data/", json=record),
+    "bad_body": lambda c: c.post("/ingest/market-data/", json={"symbol": 1}, headers=auth),
+    "db_down": lambda c: c.post("/ingest/market-data/", json=record, headers=auth),
+    "db_down_batch": lambda c: c.post("/ingest/market-data/batch", json=[record], headers=auth),
+}
+statuses = []
+with TestClient(create_app(settings)) as client:
+    for name in plan.get("requests", []):
+        statuses.append(requests[name](client).status_code)
+# What a reachable database would have answered: 200s, counted as the service counts every answer.
+for route, count in plan.get("ok", {}).items():
+    for _ in range(count):
+        core.log_request("-", "POST", route, route, 200, core.begin(), None, "direct")
+        core.end()
+print(json.dumps({"statuses": statuses, "metrics": generate_latest().decode()}))
+"""
+
+
+@functools.cache
+def _service_life(plan_json: str) -> tuple[list[int], str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVICE, plan_json],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    return out["statuses"], out["metrics"]
+
+
+def service_life(requests: tuple[str, ...] = (), ok: dict[str, int] | None = None) -> tuple[list[int], str]:
+    """One life of the service process: the status codes of the requests made, then its /metrics."""
+    return _service_life(json.dumps({"requests": list(requests), "ok": ok or {}}, sort_keys=True))
+
+
+def pin_start(metrics: str, started: float) -> str:
+    """The same /metrics with the process' start time pinned (for a sample that does not change)."""
+    return re.sub(r"^process_start_time_seconds .*$", f"process_start_time_seconds {started:.2f}", metrics, flags=re.M)
+
+
+# --- Recorded answers of systemd, PostgreSQL, pgBackRest and the filesystems ------------------------
+
+NOW = 1795818662.0  # 2026-11-27T22:31:02Z
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+def at(seconds_ago: float) -> str:
+    """A systemctl show timestamp (--timestamp=unix) that long before NOW."""
+    return f"@{int(NOW - seconds_ago)}"
+
+
+class Recorded(dws.Sources):
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def now(self) -> float:
+        return NOW
+
+    def unit_props(self, unit: str, *props: str) -> dict[str, str]:
+        found = self.answers["units"].get(unit, {})
+        return {p: found.get(p, "") for p in props}
+
+    def http_get(self, url: str, auth: Any = None, timeout: float = 5) -> tuple[int, str]:
+        self.asked.append(url)
+        if url.endswith("/api/v1/alerts") and auth != ("dw-monitoring", "a-long-enough-password"):
+            return 401, ""
+        return self.answers["http"].get(url, (0, "[Errno 111] Connection refused"))
+
+    def psql(self, pg: dict[str, Any], query: str) -> tuple[int, str]:
+        return self.answers["psql"]["archiver" if "pg_stat_archiver" in query else "server"]
+
+    def pgbackrest_info(self, stanza: str) -> tuple[int, str]:
+        return 0, json.dumps(self.answers["pgbackrest_info"])
+
+    def writable_by_postgres(self, path: str) -> bool | None:
+        return self.answers["writable"].get(path)
+
+    def filesystem(self, path: str) -> tuple[int, int, int] | None:
+        return self.answers["filesystems"].get(path)
+
+    def read_file(self, path: str) -> str | None:
+        return self.answers["files"].get(path)
+
+
+STANZA = "main-cluster"
+REPO1 = "/var/lib/pgbackrest-local"
+REPO2 = "/mnt/backup-secondary/pgbackrest"
+DATA = "/var/lib/postgresql/15/main"
+VERIFY_FILE = "/var/lib/prometheus/node-exporter/dw_pgbackrest_verify.prom"
+CREDENTIALS = "/etc/dw-status-credentials.json"
+PROMETHEUS = "http://127.0.0.1:9090"
+ENVS = (("prod", 8001), ("dev", 8002), ("test", 8003))
+
+# /etc/dw-status.json as the role writes it for the one-host setup (molecule's).
+CONFIG: dict[str, Any] = {
+    "apis": [{"name": n, "unit": f"dw-api-{n}", "port": p, "address": "127.0.0.1"} for n, p in ENVS],
+    "postgresql": {"service": "postgresql@15-main.service", "port": 5432, "socket_dir": "/var/run/postgresql"},
+    "pgbackrest": {
+        "stanza": STANZA,
+        "repos": [
+            {
+                "key": 1,
+                "units": ["pgbackrest-daily.service", "pgbackrest-weekly-full-repo1.service"],
+                "path": REPO1,
+                "writable_paths": [f"{REPO1}/backup/{STANZA}", f"{REPO1}/archive/{STANZA}"],
+            },
+            {
+                "key": 2,
+                "units": ["pgbackrest-weekly-full-repo2.service"],
+                "path": REPO2,
+                "writable_paths": [f"{REPO2}/backup/{STANZA}", f"{REPO2}/archive/{STANZA}"],
+            },
+            {"key": 3, "units": ["pgbackrest-weekly-full-repo3.service"], "path": "", "writable_paths": []},
+        ],
+        "verify_metrics_file": VERIFY_FILE,
+    },
+    "timers": [
+        {"unit": "pgbackrest-daily.timer", "expected_active": True},
+        {"unit": "pgbackrest-weekly-full-repo1.timer", "expected_active": True},
+        {"unit": "pgbackrest-weekly-full-repo2.timer", "expected_active": True},
+        {"unit": "pgbackrest-weekly-full-repo3.timer", "expected_active": True},
+        {"unit": "dw-backup-metrics.timer", "expected_active": True},
+        {"unit": "market-data-simulator.timer", "expected_active": True},
+    ],
+    "simulator": True,
+    "disk_paths": [DATA, REPO1, REPO2],
+    "disk_max_percent": 85,
+    "backup_max_age_hours": 26,
+    "archive_max_lag_minutes": 15,
+    "verify_max_age_days": 7,
+    "prometheus_url": PROMETHEUS,
+    "prometheus_credentials": CREDENTIALS,
+}
+
+
+def backup(repo: int, kind: str, ended_ago: float, seconds: int, size: int) -> dict[str, Any]:
+    """One entry of pgbackrest info --output=json's "backup" list (the fields dw-status reads and a few more)."""
+    stop = int(NOW - ended_ago)
+    label = time.strftime("%Y%m%d-%H%M%S", time.gmtime(stop - seconds)) + ("F" if kind == "full" else "F_I")
+    return {
+        "label": label,
+        "type": kind,
+        "database": {"id": 1, "repo-key": repo},
+        "timestamp": {"start": stop - seconds, "stop": stop},
+        "info": {"size": size * 4, "delta": size * 4, "repository": {"size": size, "delta": size}},
+        "error": False,
+        "archive": {"start": "000000010000000000000004", "stop": "000000010000000000000004"},
+    }
+
+
+def alert(alertname: str, state: str, summary: str, **labels: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": alertname, **labels},
+        "annotations": {"summary": summary},
+        "state": state,
+        "activeAt": "2026-11-27T22:30:35Z",
+        "value": "1e+00",
+    }
+
+
+def _sample_metrics() -> dict[str, str]:
+    # The simulator's traffic since each API started (the unit starts of a converge), one 401 on prod.
+    lives = {
+        "prod": (service_life(("no_key",), {"/ingest/market-data/": 214})[1], 2410),
+        "dev": (service_life((), {"/ingest/market-data/": 216})[1], 2402),
+        "test": (service_life((), {"/ingest/market-data/": 216})[1], 2398),
+    }
+    return {name: pin_start(text, NOW - ago) for name, (text, ago) in lives.items()}
+
+
+def server(metrics: dict[str, str] | None = None) -> dict[str, Any]:
+    """The recorded answers of a plausible server: repo1 not writable (its daily backup failed),
+    so one alert is firing; everything else healthy."""
+    metrics = metrics if metrics is not None else _sample_metrics()
+    http: dict[str, tuple[int, str]] = {}
+    units: dict[str, dict[str, str]] = {}
+    for name, port in ENVS:
+        http[f"http://127.0.0.1:{port}/ready"] = (200, json.dumps({"status": "ready", "environment": name}))
+        http[f"http://127.0.0.1:{port}/metrics"] = (200, metrics[name])
+        units[f"dw-api-{name}.service"] = {"ActiveState": "active", "ActiveEnterTimestamp": at(2411)}
+    http[f"{PROMETHEUS}/api/v1/alerts"] = (
+        200,
+        json.dumps(
+            {
+                "status": "success",
+                "data": {
+                    "alerts": [
+                        alert(
+                            "DwBackupUnitFailed",
+                            "firing",
+                            "pgbackrest-daily.service failed on dw-molecule-bookworm",
+                            host="dw-molecule-bookworm",
+                            name="pgbackrest-daily.service",
+                            severity="critical",
+                        ),
+                        alert("DwApiDown", "pending", "dw-api-dev is down", severity="critical"),
+                    ]
+                },
+            }
+        ),
+    )
+    units["pgbackrest-daily.service"] = {"ActiveState": "failed", "ExecMainExitTimestamp": at(38)}
+    for repo in (1, 2, 3):
+        units[f"pgbackrest-weekly-full-repo{repo}.service"] = {"ActiveState": "inactive", "ExecMainExitTimestamp": ""}
+    nexts = {
+        "pgbackrest-daily.timer": 14514,
+        "pgbackrest-weekly-full-repo1.timer": 97162,
+        "pgbackrest-weekly-full-repo2.timer": 104342,
+        "pgbackrest-weekly-full-repo3.timer": 17969,
+        "dw-backup-metrics.timer": 238,
+        "market-data-simulator.timer": 863,
+    }
+    for unit, ahead in nexts.items():
+        units[unit] = {"ActiveState": "active", "NextElapseUSecRealtime": at(-ahead), "LastTriggerUSec": at(38)}
+    units["market-data-simulator.service"] = {
+        "ActiveState": "inactive",
+        "Result": "success",
+        "ExecMainStartTimestamp": at(38),
+        "ExecMainStatus": "0",
+    }
+    verify_at = int(NOW - 38)
+    verify = "\n".join(
+        [
+            "# HELP dw_pgbackrest_verify_ok 1 when the last verify of the repository found nothing wrong",
+            "# TYPE dw_pgbackrest_verify_ok gauge",
+            *[f'dw_pgbackrest_verify_ok{{stanza="{STANZA}",repo="{r}"}} 1' for r in (1, 2, 3)],
+            "# HELP dw_pgbackrest_verify_last_timestamp_seconds When the repository was last verified",
+            "# TYPE dw_pgbackrest_verify_last_timestamp_seconds gauge",
+            *[
+                f'dw_pgbackrest_verify_last_timestamp_seconds{{stanza="{STANZA}",repo="{r}"}} {verify_at}'
+                for r in (1, 2, 3)
+            ],
+        ]
+    )
+    return {
+        "units": units,
+        "http": http,
+        "psql": {
+            "server": (0, "15.18 (Debian 15.18-0+deb12u1)|6|100|f|0\n"),
+            # Six failures while repo1's archive directory was unwritable, 31 min ago; archived since.
+            "archiver": (
+                0,
+                f"00000001000000000000000D|{NOW - 14:.6f}|6|000000010000000000000007|{NOW - 1862:.6f}|0|0\n",
+            ),
+        },
+        "pgbackrest_info": [
+            {
+                "name": STANZA,
+                "status": {"code": 0, "message": "ok", "lock": {"backup": {"held": False}}},
+                "repo": [{"key": key, "cipher": "none", "status": {"code": 0, "message": "ok"}} for key in (1, 2, 3)],
+                "backup": [
+                    backup(1, "full", 1938, 8, int(5.4 * MIB)),
+                    backup(2, "full", 1914, 16, int(5.4 * MIB)),
+                    backup(3, "full", 1902, 6, int(5.4 * MIB)),
+                    backup(1, "incr", 372, 3, int(5.4 * MIB)),
+                ],
+                "archive": [],
+                "db": [{"id": 1, "repo-key": 1, "system-id": 7441512345678901234, "version": "15"}],
+            }
+        ],
+        "writable": {
+            f"{REPO1}/backup/{STANZA}": False,
+            f"{REPO1}/archive/{STANZA}": True,
+            f"{REPO2}/backup/{STANZA}": True,
+            f"{REPO2}/archive/{STANZA}": True,
+        },
+        # One filesystem holds the data directory and both local repositories (the test container).
+        "filesystems": {p: (2049, int(78.8 * GIB), int(68.5 * GIB)) for p in (DATA, REPO1, REPO2)},
+        "files": {
+            VERIFY_FILE: verify,
+            CREDENTIALS: json.dumps({"username": "dw-monitoring", "password": "a-long-enough-password"}),
+        },
+    }
+
+
+def run_status(answers: dict[str, Any], cfg: dict[str, Any] | None = None) -> Any:
+    return dws.collect(copy.deepcopy(cfg or CONFIG), Recorded(answers))
+
+
+def sample_text() -> str:
+    return "\n".join(dws.text_lines(run_status(server())))
+
+
+def sample_block() -> str:
+    return f"{BEGIN}\n\n```text\n{sample_text()}\n```\n\n{END}"
+
+
+def write_sample() -> None:
+    if DOCS.exists():
+        text = DOCS.read_text()
+        start, end = text.index(BEGIN), text.index(END) + len(END)
+        DOCS.write_text(text[:start] + sample_block() + text[end:])
+    else:
+        DOCS.parent.mkdir(exist_ok=True)
+        DOCS.write_text(sample_block() + "\n")
+
+
+# --- 1. The APIs: client requests by class, since the process started --------------------------------
+
+
+def test_the_service_metrics_are_real() -> None:
+    statuses, metrics = service_life(("health", "ready", "metrics", "no_key", "bad_body", "db_down", "db_down_batch"))
+    # The app answered: alive, not ready (no database), metrics, 401, 422, 503, 503.
+    assert statuses == [200, 503, 200, 401, 422, 503, 503]
+    for route in ("/health", "/ready", "/metrics", "/ingest/market-data/", "/ingest/market-data/batch"):
+        assert f'route="{route}"' in metrics
+    assert re.search(r"^process_start_time_seconds \S+$", metrics, re.M)
+
+
+def test_probes_are_not_counted_and_classes_are_apart() -> None:
+    _, metrics = service_life(
+        ("health", "ready", "metrics", "no_key", "bad_body", "db_down", "db_down_batch"),
+        {"/ingest/market-data/": 5, "/ingest/market-data/batch": 2},
+    )
+    found = dws.client_requests(metrics)
+    # /health 200, /ready 503 and /metrics 200 are in the text but are not client traffic.
+    assert found["counts"] == {"2xx": 7, "4xx": 2, "5xx": 2, "other": 0}
+    assert found["process_start"] is not None
+
+
+def test_a_restart_starts_the_counts_afresh_and_a_first_5xx_shows() -> None:
+    before_start = NOW - 7200
+    _, before = service_life(("no_key", "health"), {"/ingest/market-data/": 40})
+    _, after = service_life(("db_down", "ready", "metrics", "health"))
+    assert dws.client_requests(before)["counts"] == {"2xx": 40, "4xx": 1, "5xx": 0, "other": 0}
+    # The unit restarted 90 s ago; dw-status (and its /ready probe) asked the new process.
+    answers = server({"prod": pin_start(before, before_start), "dev": pin_start(after, NOW - 90), "test": ""})
+    answers["units"]["dw-api-dev.service"]["ActiveEnterTimestamp"] = at(91)
+    src = Recorded(answers)
+    report = dws.collect(copy.deepcopy(CONFIG), src)
+    prod, dev, _test = report.sections["apis"]
+    assert prod["requests"] == {"2xx": 40, "4xx": 1, "5xx": 0, "other": 0}
+    assert prod["since"] == dws.iso(before_start)
+    # Only the new process' counters: the first 5xx after the restart, nothing from before it.
+    assert dev["requests"] == {"2xx": 0, "4xx": 0, "5xx": 1, "other": 0}
+    assert dev["since"] == dws.iso(NOW - 90) and ISO.match(dev["since"])
+    line = next(x for x in dws.text_lines(report) if "API dev" in x)
+    assert line.endswith(f"0 2xx, 0 4xx, 1 5xx since {dws.iso(NOW - 90)}"), line
+    # No Prometheus query for the API lines: only the alerts are asked there.
+    assert [u for u in src.asked if u.startswith(PROMETHEUS)] == [f"{PROMETHEUS}/api/v1/alerts"]
+
+
+def test_since_falls_back_to_the_unit_start_and_unreadable_metrics_are_a_problem() -> None:
+    _, metrics = service_life((), {"/ingest/market-data/": 3})
+    without_start = re.sub(r"^process_start_time_seconds .*\n", "", metrics, flags=re.M)
+    answers = server({"prod": without_start, "dev": metrics, "test": metrics})
+    answers["http"]["http://127.0.0.1:8003/metrics"] = (0, "[Errno 111] Connection refused")
+    report = run_status(answers)
+    prod, _dev, test = report.sections["apis"]
+    assert prod["since"] == dws.iso(NOW - 2411)  # ActiveEnterTimestamp
+    assert test["requests"] is None and not test["ok"]
+    assert "API test: http://127.0.0.1:8003/metrics unreachable" in report.problems
+
+
+def test_several_workers_are_said() -> None:
+    _, metrics = service_life((), {"/ingest/market-data/": 3})
+    cfg = copy.deepcopy(CONFIG)
+    cfg["apis"][0]["workers"] = 2
+    report = run_status(server({"prod": metrics, "dev": metrics, "test": metrics}), cfg)
+    lines = [x for x in dws.text_lines(report) if " API " in x]
+    assert lines[0].endswith(" (one of 2 workers)") and not lines[1].endswith("workers)")
+
+
+# --- 2. WAL archiving: the last failure, and whether it came after the last success -------------------
+
+
+def _archiving(last_archived_ago: float | None, last_failed_ago: float | None, failed: int) -> Any:
+    answers = server()
+    archived = f"{NOW - last_archived_ago:.6f}" if last_archived_ago is not None else ""
+    failed_at = f"{NOW - last_failed_ago:.6f}" if last_failed_ago is not None else ""
+    wal = "00000001000000000000000D" if archived else ""
+    answers["psql"]["archiver"] = (
+        0,
+        f"{wal}|{archived}|{failed}|{'0000000100000000000000E' if failed else ''}|{failed_at}|0|0\n",
+    )
+    report = run_status(answers)
+    line = next(x for x in dws.text_lines(report) if "WAL archiving" in x)
+    return report, line
+
+
+def test_an_old_archive_failure_is_shown_with_its_time_but_ok() -> None:
+    report, line = _archiving(14, 1862, 6)
+    archive = report.sections["archiving"]
+    assert archive["last_failed_time"] == dws.iso(NOW - 1862) and not archive["failing"]
+    assert line.startswith("ok   ") and f"last failure {dws.iso(NOW - 1862)}, 6 since reset" in line
+    assert not any(p.startswith("WAL archiving") for p in report.problems)
+
+
+def test_an_archive_failure_after_the_last_success_is_a_problem() -> None:
+    report, line = _archiving(300, 20, 7)
+    assert report.sections["archiving"]["failing"]
+    assert line.startswith("FAIL ") and "FAILING: after the last success" in line
+    assert any(
+        p.startswith(f"WAL archiving fails: 0000000100000000000000E failed at {dws.iso(NOW - 20)}")
+        for p in report.problems
+    )
+    # Failing before anything was ever archived is failing too.
+    report, _ = _archiving(None, 20, 1)
+    assert report.sections["archiving"]["failing"]
+
+
+def test_no_archive_failure() -> None:
+    report, line = _archiving(14, None, 0)
+    assert report.sections["archiving"]["last_failed_time"] is None
+    assert line.startswith("ok   ") and line.endswith("no failure since reset")
+
+
+# --- 3. The simulator --------------------------------------------------------------------------------
+
+
+def test_a_simulator_that_never_ran_says_so() -> None:
+    answers = server()
+    # What systemd says of a oneshot unit that never started: Result=success, no start time.
+    answers["units"]["market-data-simulator.service"] = {
+        "ActiveState": "inactive",
+        "Result": "success",
+        "ExecMainStartTimestamp": "",
+        "ExecMainStatus": "0",
+    }
+    report = run_status(answers)
+    assert report.sections["simulator"]["ran"] is False
+    assert report.sections["simulator"]["last_run"] is None and report.sections["simulator"]["result"] is None
+    assert "ok   simulator: never ran" in dws.text_lines(report)
+    # n/a is systemd's other way of saying it (the default timestamp style).
+    answers["units"]["market-data-simulator.service"]["ExecMainStartTimestamp"] = "n/a"
+    assert "ok   simulator: never ran" in dws.text_lines(run_status(answers))
+
+
+def test_a_failed_simulator_run_is_a_problem() -> None:
+    answers = server()
+    answers["units"]["market-data-simulator.service"] = {
+        "ActiveState": "failed",
+        "Result": "exit-code",
+        "ExecMainStartTimestamp": at(300),
+        "ExecMainStatus": "3",
+    }
+    report = run_status(answers)
+    assert f"FAIL simulator: last run {dws.iso(NOW - 300)}, result exit-code" in dws.text_lines(report)
+    assert any(p.startswith("simulator: last run failed (exit-code, exit 3") for p in report.problems)
+
+
+# --- 4. Verification ---------------------------------------------------------------------------------
+
+
+def _repo_problems(report: Any, key: int) -> list[str]:
+    return [p for p in report.problems if p.startswith(f"repo{key}:")]
+
+
+def _with_backups_aged(answers: dict[str, Any], days: float) -> dict[str, Any]:
+    """repo2 also holds a full backup that old (the oldest one it keeps)."""
+    answers["pgbackrest_info"][0]["backup"].append(backup(2, "full", days * 86400, 16, int(5.4 * MIB)))
+    return answers
+
+
+def test_never_verified_is_ok_within_the_first_period() -> None:
+    answers = _with_backups_aged(server(), 6.5)
+    answers["files"].pop(VERIFY_FILE)
+    report = run_status(answers)
+    repo2 = report.sections["repositories"][1]
+    assert repo2["last_verify"] is None and repo2["ok"]
+    assert "ok   repo2 [ok]" in "\n".join(dws.text_lines(report)) and _repo_problems(report, 2) == []
+
+
+def test_never_verified_is_a_problem_once_the_first_period_has_passed() -> None:
+    answers = _with_backups_aged(server(), 8)
+    answers["files"].pop(VERIFY_FILE)
+    report = run_status(answers)
+    assert _repo_problems(report, 2) == [
+        "repo2: never verified; its oldest backup is 8.0 d old (limit 7 d; playbooks/verify-backups.yml)"
+    ]
+    assert any(x.startswith("FAIL repo2 [ok]:") and x.endswith("never verified") for x in dws.text_lines(report))
+    # The period is the config's (verify_max_age_days, the role's dw_status_verify_max_age_days).
+    assert _repo_problems(run_status(answers, {**CONFIG, "verify_max_age_days": 10}), 2) == []
+
+
+def test_a_verify_older_than_the_period_is_a_problem() -> None:
+    answers = _with_backups_aged(server(), 20)
+    old = int(NOW - 8 * 86400)
+    answers["files"][VERIFY_FILE] = re.sub(
+        r'(last_timestamp_seconds\{stanza="main-cluster",repo="2"\}) \d+', rf"\1 {old}", answers["files"][VERIFY_FILE]
+    )
+    report = run_status(answers)
+    assert report.sections["repositories"][1]["last_verify"] == {
+        "ok": True,
+        "time": dws.iso(old),
+        "age_seconds": 8 * 86400,
+    }
+    assert _repo_problems(report, 2) == ["repo2: last verified 8.0 d ago (limit 7 d; playbooks/verify-backups.yml)"]
+    assert _repo_problems(report, 3) == []  # verified 38 s ago
+
+
+def test_the_role_renders_the_verify_period() -> None:
+    import yaml
+
+    role = REPO_ROOT / "roles" / "dw_status"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
+    variables = yaml.safe_load((role / "vars" / "main.yml").read_text())
+    assert defaults["dw_status_verify_max_age_days"] == 7 == specs["dw_status_verify_max_age_days"]["default"]
+    assert specs["dw_status_verify_max_age_days"]["type"] == "int"
+    assert variables["_dw_status_config"]["verify_max_age_days"] == "{{ dw_status_verify_max_age_days | int }}"
+
+
+# --- 5. Disks: one line per filesystem ---------------------------------------------------------------
+
+
+def test_one_line_per_filesystem() -> None:
+    answers = server()
+    answers["filesystems"][REPO2] = (2065, 500 * GIB, 40 * GIB)  # a mounted disk of its own, 92 % full
+    report = run_status(answers)
+    lines = [x for x in dws.text_lines(report) if " disk " in x]
+    assert lines == [
+        f"ok   disk {DATA}, {REPO1}: 13.1 % used, 68.5 GiB free",
+        f"FAIL disk {REPO2}: 92.0 % used, 40.0 GiB free",
+    ]
+    assert [d["paths"] for d in report.sections["disks"]] == [[DATA, REPO1], [REPO2]]
+    assert f"disk: {REPO2} 92 % full (limit 85 %)" in report.problems
+    # A configured path that does not exist here is left out.
+    answers["filesystems"].pop(REPO1)
+    assert [d["paths"] for d in run_status(answers).sections["disks"]] == [[DATA], [REPO2]]
+
+
+# --- 6. --json: ISO 8601 times -----------------------------------------------------------------------
+
+
+def test_json_times_are_iso_8601_utc() -> None:
+    answers = server()
+    # systemctl's default style too (a systemd without --timestamp=unix), in UTC.
+    answers["units"]["pgbackrest-daily.timer"]["NextElapseUSecRealtime"] = "Sat 2026-11-28 02:32:56 UTC"
+    report = run_status(answers)
+    out = json.loads(json.dumps(dws.as_json(report)))
+    s = out["sections"]
+    assert s["timers"][0]["next"] == "2026-11-28T02:32:56Z"
+    assert all(ISO.match(t["next"]) and ISO.match(t["last"]) for t in s["timers"])
+    assert s["simulator"]["last_run"] == dws.iso(NOW - 38) == "2026-11-27T22:30:24Z"
+    assert s["repositories"][0]["failed_units"] == [
+        {"unit": "pgbackrest-daily.service", "failed_at": "2026-11-27T22:30:24Z"}
+    ]
+    assert ISO.match(s["apis"][0]["since"]) and ISO.match(s["archiving"]["last_failed_time"])
+    assert ISO.match(s["repositories"][0]["backups"]["full"]["end"])
+    assert "pgbackrest-daily.service failed at 2026-11-27T22:30:24Z" in " ".join(out["problems"])
+    # Nothing in the JSON looks like systemd's locale text.
+    assert not re.search(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{4}-", json.dumps(out))
+
+
+def test_main_prints_json_and_exits_1_on_a_problem(tmp_path, monkeypatch, capsys) -> None:
+    config = tmp_path / "dw-status.json"
+    config.write_text(json.dumps(CONFIG))
+    answers = server()
+    monkeypatch.setattr(dws, "Sources", lambda: Recorded(answers))
+    assert dws.main(["--json", "--config", str(config)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and len(out["problems"]) == 3
+    assert set(out["sections"]) == {
+        "apis",
+        "postgresql",
+        "archiving",
+        "repositories",
+        "timers",
+        "simulator",
+        "disks",
+        "alerts",
+    }
+
+
+# --- 7. Alerts: the query's outcome ------------------------------------------------------------------
+
+
+def _alerts(code: int, alerts: list[dict[str, Any]] | None = None, cfg: dict[str, Any] | None = None) -> Any:
+    answers = server()
+    body = json.dumps({"status": "success", "data": {"alerts": alerts or []}}) if code == 200 else ""
+    answers["http"][f"{PROMETHEUS}/api/v1/alerts"] = (code, body)
+    report = run_status(answers, cfg)
+    return report, [x for x in dws.text_lines(report) if "alert" in x and not x.startswith("  - ")]
+
+
+def test_alerts_none_firing_is_said() -> None:
+    report, lines = _alerts(200, [alert("DwApiDown", "pending", "dw-api-dev is down")])
+    assert lines == ["ok   alerts: Prometheus asked, none firing"]
+    assert report.sections["alerts"] == {"prometheus": PROMETHEUS, "asked": True, "error": None, "firing": []}
+    assert not any("alert" in p for p in report.problems)
+
+
+def test_alerts_firing_are_counted_and_listed() -> None:
+    report, lines = _alerts(200, [alert("A", "firing", "a fires"), alert("B", "firing", "b fires")])
+    assert lines == [
+        "FAIL alerts: Prometheus asked, 2 firing",
+        "FAIL alert A firing: a fires",
+        "FAIL alert B firing: b fires",
+    ]
+    assert "alert A firing: a fires" in report.problems and "alert B firing: b fires" in report.problems
+
+
+def test_prometheus_not_asked_is_a_problem() -> None:
+    report, lines = _alerts(0)
+    assert report.sections["alerts"]["asked"] is False
+    assert lines == [f"FAIL alerts: Prometheus at {PROMETHEUS} does not answer (unreachable)"]
+    assert (
+        f"alerts: Prometheus at {PROMETHEUS} does not answer (unreachable): the alerts are unknown" in report.problems
+    )
+    report, _ = _alerts(503)
+    assert any(p.startswith("alerts: Prometheus at") and "HTTP 503" in p for p in report.problems)
+    # Wrong credentials (here: none, the credentials file missing).
+    report, lines = _alerts(200, [], {**CONFIG, "prometheus_credentials": "/nonexistent.json"})
+    assert lines == [f"FAIL alerts: Prometheus at {PROMETHEUS} refuses the credentials of /nonexistent.json"]
+
+
+# --- 9. The sample in docs/daily-operation.md --------------------------------------------------------
+
+
+def test_the_sample_server() -> None:
+    report = run_status(server())
+    assert report.problems == [
+        f"repo1: {REPO1}/backup/{STANZA} is not writable by postgres",
+        "repo1: pgbackrest-daily.service failed at 2026-11-27T22:30:24Z (journalctl -u pgbackrest-daily.service)",
+        "alert DwBackupUnitFailed firing: pgbackrest-daily.service failed on dw-molecule-bookworm",
+    ]
+
+
+def test_the_docs_sample_is_this_output() -> None:
+    text = DOCS.read_text()
+    assert BEGIN in text and END in text, f"{DOCS} has no sample markers"
+    found = text[text.index(BEGIN) : text.index(END) + len(END)]
+    assert found == sample_block(), "the sample is out of date: python tests/test_dw_status.py --write-sample"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write-sample"]:
+        write_sample()
+        print(f"wrote the dw-status sample into {DOCS.relative_to(REPO_ROOT)}")
+    else:
+        sys.exit("usage: python tests/test_dw_status.py --write-sample")
