@@ -329,13 +329,20 @@ def _completed_restores(host) -> int:
     return log.content_string.count("restore command end: completed successfully") if log.exists else 0
 
 
-def test_switchover_refuses_a_candidate_that_is_not_a_member():
+def test_switchover_refuses_a_candidate_that_is_not_a_member_or_not_synchronous():
     before = leader(wait_healthy())
     out = run_playbook("switchover.yml", "-e", "patroni_switchover_candidate=nosuchhost")
     assert out.returncode != 0
     # The failure itself is reported on stderr.
     flat = plain_output(out.stdout + out.stderr)
     assert "Check the candidate" in flat and "nosuchhost" in flat, (out.stdout + out.stderr)[-2000:]
+    # The asynchronous replica: Patroni would answer 412; the playbook says why before asking.
+    view = wait_healthy()
+    replica = next(m["Member"] for m in view if m["Role"] == "Replica")
+    out = run_playbook("switchover.yml", "-e", f"patroni_switchover_candidate={replica}")
+    assert out.returncode != 0
+    flat = plain_output(out.stdout + out.stderr)
+    assert f"{replica} is an asynchronous replica" in flat and "Switch over to the candidate" not in flat, flat[-2000:]
     assert leader(wait_healthy()) == before
 
 
@@ -352,9 +359,15 @@ def test_only_members_reach_etcd_and_the_rest_api(api, port):
 def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(api, environments, vault):
     view = wait_healthy()
     # The first member in inventory order leads: the order in which the leader phase once switched
-    # over three times, ending where it began, instead of once.
-    if leader(view) != MEMBERS[0]:
-        switched = run_playbook("switchover.yml", "-e", f"patroni_switchover_candidate={MEMBERS[0]}", timeout=300)
+    # over three times, ending where it began, instead of once. Only a synchronous standby can take
+    # over, so while the first member is the asynchronous replica, switch over to the synchronous
+    # standby: the new leader then takes the first member, already streaming, as its standby.
+    for _ in range(3):
+        if leader(view) == MEMBERS[0]:
+            break
+        sync = next(m["Member"] for m in view if m["Role"] == "Sync Standby")
+        candidate = MEMBERS[0] if sync == MEMBERS[0] else sync
+        switched = run_playbook("switchover.yml", "-e", f"patroni_switchover_candidate={candidate}", timeout=300)
         assert switched.returncode == 0, switched.stdout[-3000:]
         view = wait_healthy()
     old = leader(view)
