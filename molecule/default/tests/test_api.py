@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import shlex
 import time
 import uuid
 from datetime import datetime, timezone
 
-from conftest import api_key
+from conftest import api_key, wait_for
 
 
 def _record(symbol: str) -> dict:
@@ -127,3 +128,38 @@ def test_apis_reach_the_local_database_over_its_unix_socket(host, psql, environm
     )
     over_socket, over_tcp = map(int, sessions.split())
     assert over_socket >= len(environments) and over_tcp == 0, sessions
+
+
+def _client_requests(host, name: str) -> dict:
+    """dw-status' view of one API: its client requests by class, and since when it counts them."""
+    status = json.loads(host.run("dw-status --json").stdout)
+    return next(api for api in status["sections"]["apis"] if api["name"] == name)
+
+
+def test_dw_status_counts_client_requests_since_a_restart_a_first_5xx_included(host, psql, environments, vault):
+    env = environments[2]
+    restarted_at = int(host.check_output("date +%s"))
+    host.check_output(f"systemctl restart {env.unit}.service")
+    wait_for(lambda: host.run(f"curl -sf http://127.0.0.1:{env.api_port}/ready").rc == 0, 30, f"{env.unit} ready")
+    fresh = _client_requests(host, env.name)
+    # Its own /ready and /metrics probes and Prometheus' scrapes are not client requests.
+    assert fresh["requests"] == {"2xx": 0, "4xx": 0, "5xx": 0, "other": 0}, fresh
+    assert calendar.timegm(time.strptime(fresh["since"], "%Y-%m-%dT%H:%M:%SZ")) >= restarted_at - 1, fresh
+
+    key = api_key(vault, env.name)
+    assert _post(host, env.api_port, json.dumps(_record("DWS" + uuid.uuid4().hex[:4].upper())), key)[0] == 200
+    assert _post(host, env.api_port, json.dumps(_record("DWSBAD") | {"low": "105"}), key)[0] == 422
+    # A fault the service does not expect (its table gone) answers the JSON 500: the first 5xx of
+    # this process, which increase() over Prometheus' series would not show.
+    psql.value("ALTER TABLE staging.market_data RENAME TO market_data_aside", env.database)
+    try:
+        status, payload = _post(host, env.api_port, json.dumps(_record("DWS5XX")), key)
+    finally:
+        psql.value("ALTER TABLE staging.market_data_aside RENAME TO market_data", env.database)
+    assert status == 500, payload
+    counted = _client_requests(host, env.name)
+    assert counted["requests"] == {"2xx": 1, "4xx": 1, "5xx": 1, "other": 0}, counted
+    assert counted["since"] == fresh["since"]
+    text = host.check_output("dw-status || true")
+    print(text)
+    assert f"1 2xx, 1 4xx, 1 5xx since {fresh['since']}" in text, text
