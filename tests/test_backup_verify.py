@@ -159,7 +159,9 @@ def _values(directory: Path, repo: int) -> dict[str, float]:
 
 
 def _verify(directory: Path, repo: int, *extra: str) -> int:
-    return dbv.main([f"--stanza={STANZA}", f"--repo={repo}", f"--metrics-dir={directory}", *extra])
+    """The script as the role runs it: the repository's file in the textfile directory."""
+    metrics = directory / f"dw_pgbackrest_verify_repo{repo}.prom"
+    return dbv.main([f"--stanza={STANZA}", f"--repo={repo}", f"--metrics-file={metrics}", *extra])
 
 
 def test_a_success_writes_the_repositorys_metrics(tmp_path: Path, fake_pgbackrest: Any, capsys: Any) -> None:
