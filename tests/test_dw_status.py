@@ -575,6 +575,19 @@ def test_never_verified_is_a_problem_once_the_first_period_has_passed() -> None:
     assert _repo_problems(run_status(answers, cfg), 2) == []
 
 
+def test_never_verified_counts_from_when_the_verify_was_scheduled() -> None:
+    """Timers installed on a server whose repositories are older: their first period starts then."""
+    answers = _with_backups_aged(server(), 30)
+    answers["files"][VERIFY_FILES[2]] = dbv.render(STANZA, 2, dbv.schedule({}, VERIFY_LIMIT, NOW - 2 * 86400))
+    report = run_status(answers)
+    assert report.sections["repositories"][1]["last_verify"] is None and _repo_problems(report, 2) == []
+    answers["files"][VERIFY_FILES[2]] = dbv.render(STANZA, 2, dbv.schedule({}, VERIFY_LIMIT, NOW - 9 * 86400))
+    assert _repo_problems(run_status(answers), 2) == [
+        "repo2: never verified; its oldest backup is 30.0 d old; scheduled 9.0 d ago"
+        " (limit 8.0 d; journalctl -u pgbackrest-verify-repo2)"
+    ]
+
+
 def test_no_success_within_the_limit_is_a_problem() -> None:
     answers = _with_backups_aged(server(), 20)
     answers["files"][VERIFY_FILES[2]] = verify_metrics(2, 8.5 * 86400, 6)
@@ -607,10 +620,14 @@ def test_a_failed_verify_is_a_problem_and_the_last_success_is_shown() -> None:
     assert line.startswith("FAIL ") and line.endswith(
         f"; verify FAILED 1.0 h ago ({failed_at}, took 7 s), last success 2.0 d ago"
     ), line
-    # Never a success: said so; the limit counts from the oldest backup, as for a repository never verified.
+    # Never a success: said so; the limit counts as for a repository never verified.
     answers["files"][VERIFY_FILES[2]] = verify_metrics(2, 3600, 7, ok=False)
-    line = next(x for x in dws.text_lines(run_status(answers)) if " repo2 " in x)
+    report = run_status(_with_backups_aged(answers, 40))
+    line = next(x for x in dws.text_lines(report) if " repo2 " in x)
     assert line.endswith("last success never"), line
+    assert _repo_problems(report, 2)[-1].startswith(
+        "repo2: never verified successfully; its oldest backup is 40.0 d old; scheduled 30.0 d ago"
+    )
 
 
 def test_the_role_renders_each_repositorys_verify_limit_and_units() -> None:
