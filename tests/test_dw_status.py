@@ -27,19 +27,22 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "roles" / "dw_status" / "files" / "dw-status"
+VERIFY_SCRIPT = REPO_ROOT / "roles" / "pgbackrest" / "files" / "dw-backup-verify"
 DOCS = REPO_ROOT / "docs" / "daily-operation.md"
 BEGIN, END = "<!-- dw-status sample: begin -->", "<!-- dw-status sample: end -->"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def _load_script() -> Any:
-    loader = SourceFileLoader("dw_status_script", str(SCRIPT))
+def _load_script(path: Path, name: str) -> Any:
+    loader = SourceFileLoader(name, str(path))
     module = module_from_spec(spec_from_loader(loader.name, loader))
     loader.exec_module(module)
     return module
 
 
-dws = _load_script()
+dws = _load_script(SCRIPT, "dw_status_script")
+# The verify metrics are written by the script the verify timers run (its own render).
+dbv = _load_script(VERIFY_SCRIPT, "dw_backup_verify_script")
 
 # --- The service's own /metrics ---------------------------------------------------------------------
 
@@ -161,7 +164,8 @@ STANZA = "main-cluster"
 REPO1 = "/var/lib/pgbackrest-local"
 REPO2 = "/mnt/backup-secondary/pgbackrest"
 DATA = "/var/lib/postgresql/15/main"
-VERIFY_FILE = "/var/lib/prometheus/node-exporter/dw_pgbackrest_verify.prom"
+VERIFY_FILES = {r: f"/var/lib/prometheus/node-exporter/dw_pgbackrest_verify_repo{r}.prom" for r in (1, 2, 3)}
+VERIFY_LIMIT = 8 * 86400  # the default period (7 d) plus margin (24 h)
 CREDENTIALS = "/etc/dw-status-credentials.json"
 PROMETHEUS = "http://127.0.0.1:9090"
 ENVS = (("prod", 8001), ("dev", 8002), ("test", 8003))
@@ -175,25 +179,42 @@ CONFIG: dict[str, Any] = {
         "repos": [
             {
                 "key": 1,
-                "units": ["pgbackrest-daily.service", "pgbackrest-weekly-full-repo1.service"],
+                "units": [
+                    "pgbackrest-daily.service",
+                    "pgbackrest-weekly-full-repo1.service",
+                    "pgbackrest-verify-repo1.service",
+                ],
                 "path": REPO1,
                 "writable_paths": [f"{REPO1}/backup/{STANZA}", f"{REPO1}/archive/{STANZA}"],
+                "verify_metrics_file": VERIFY_FILES[1],
+                "verify_max_age_seconds": VERIFY_LIMIT,
             },
             {
                 "key": 2,
-                "units": ["pgbackrest-weekly-full-repo2.service"],
+                "units": ["pgbackrest-weekly-full-repo2.service", "pgbackrest-verify-repo2.service"],
                 "path": REPO2,
                 "writable_paths": [f"{REPO2}/backup/{STANZA}", f"{REPO2}/archive/{STANZA}"],
+                "verify_metrics_file": VERIFY_FILES[2],
+                "verify_max_age_seconds": VERIFY_LIMIT,
             },
-            {"key": 3, "units": ["pgbackrest-weekly-full-repo3.service"], "path": "", "writable_paths": []},
+            {
+                "key": 3,
+                "units": ["pgbackrest-weekly-full-repo3.service", "pgbackrest-verify-repo3.service"],
+                "path": "",
+                "writable_paths": [],
+                "verify_metrics_file": VERIFY_FILES[3],
+                "verify_max_age_seconds": VERIFY_LIMIT,
+            },
         ],
-        "verify_metrics_file": VERIFY_FILE,
     },
     "timers": [
         {"unit": "pgbackrest-daily.timer", "expected_active": True},
         {"unit": "pgbackrest-weekly-full-repo1.timer", "expected_active": True},
         {"unit": "pgbackrest-weekly-full-repo2.timer", "expected_active": True},
         {"unit": "pgbackrest-weekly-full-repo3.timer", "expected_active": True},
+        {"unit": "pgbackrest-verify-repo1.timer", "expected_active": True},
+        {"unit": "pgbackrest-verify-repo2.timer", "expected_active": True},
+        {"unit": "pgbackrest-verify-repo3.timer", "expected_active": True},
         {"unit": "dw-backup-metrics.timer", "expected_active": True},
         {"unit": "market-data-simulator.timer", "expected_active": True},
     ],
@@ -202,7 +223,6 @@ CONFIG: dict[str, Any] = {
     "disk_max_percent": 85,
     "backup_max_age_hours": 26,
     "archive_max_lag_minutes": 15,
-    "verify_max_age_days": 7,
     "prometheus_url": PROMETHEUS,
     "prometheus_credentials": CREDENTIALS,
 }
@@ -221,6 +241,16 @@ def backup(repo: int, kind: str, ended_ago: float, seconds: int, size: int) -> d
         "error": False,
         "archive": {"start": "000000010000000000000004", "stop": "000000010000000000000004"},
     }
+
+
+def verify_metrics(repo: int, ran_ago: float, seconds: float, ok: bool = True, success_ago: float | None = None) -> str:
+    """A repository's metrics file as dw-backup-verify leaves it: a verify that ended ran_ago and
+    took seconds; after a failure, the success it keeps (success_ago). Scheduled for 30 days."""
+    previous = dbv.schedule({}, VERIFY_LIMIT, NOW - 30 * 86400)
+    if success_ago is not None:
+        previous["dw_pgbackrest_verify_last_success_timestamp_seconds"] = int(NOW - success_ago)
+    finished = NOW - ran_ago
+    return dbv.render(STANZA, repo, dbv.outcome(previous, ok, finished - seconds, finished))
 
 
 def alert(alertname: str, state: str, summary: str, **labels: str) -> dict[str, Any]:
@@ -277,11 +307,16 @@ def server(metrics: dict[str, str] | None = None) -> dict[str, Any]:
     units["pgbackrest-daily.service"] = {"ActiveState": "failed", "ExecMainExitTimestamp": at(38)}
     for repo in (1, 2, 3):
         units[f"pgbackrest-weekly-full-repo{repo}.service"] = {"ActiveState": "inactive", "ExecMainExitTimestamp": ""}
+        units[f"pgbackrest-verify-repo{repo}.service"] = {"ActiveState": "inactive", "ExecMainExitTimestamp": ""}
     nexts = {
         "pgbackrest-daily.timer": 14514,
         "pgbackrest-weekly-full-repo1.timer": 97162,
         "pgbackrest-weekly-full-repo2.timer": 104342,
         "pgbackrest-weekly-full-repo3.timer": 17969,
+        # Tuesday, Wednesday and Thursday 04:30 (the defaults).
+        "pgbackrest-verify-repo1.timer": 280738,
+        "pgbackrest-verify-repo2.timer": 367138,
+        "pgbackrest-verify-repo3.timer": 453538,
         "dw-backup-metrics.timer": 238,
         "market-data-simulator.timer": 863,
     }
@@ -293,20 +328,6 @@ def server(metrics: dict[str, str] | None = None) -> dict[str, Any]:
         "ExecMainStartTimestamp": at(38),
         "ExecMainStatus": "0",
     }
-    verify_at = int(NOW - 38)
-    verify = "\n".join(
-        [
-            "# HELP dw_pgbackrest_verify_ok 1 when the last verify of the repository found nothing wrong",
-            "# TYPE dw_pgbackrest_verify_ok gauge",
-            *[f'dw_pgbackrest_verify_ok{{stanza="{STANZA}",repo="{r}"}} 1' for r in (1, 2, 3)],
-            "# HELP dw_pgbackrest_verify_last_timestamp_seconds When the repository was last verified",
-            "# TYPE dw_pgbackrest_verify_last_timestamp_seconds gauge",
-            *[
-                f'dw_pgbackrest_verify_last_timestamp_seconds{{stanza="{STANZA}",repo="{r}"}} {verify_at}'
-                for r in (1, 2, 3)
-            ],
-        ]
-    )
     return {
         "units": units,
         "http": http,
@@ -342,7 +363,8 @@ def server(metrics: dict[str, str] | None = None) -> dict[str, Any]:
         # One filesystem holds the data directory and both local repositories (the test container).
         "filesystems": {p: (2049, int(78.8 * GIB), int(68.5 * GIB)) for p in (DATA, REPO1, REPO2)},
         "files": {
-            VERIFY_FILE: verify,
+            # The converge verified each repository (playbooks/verify-backups.yml) 38 s ago.
+            **{VERIFY_FILES[r]: verify_metrics(r, 38, seconds) for r, seconds in ((1, 4), (2, 6), (3, 9))},
             CREDENTIALS: json.dumps({"username": "dw-monitoring", "password": "a-long-enough-password"}),
         },
     }
@@ -528,8 +550,8 @@ def _with_backups_aged(answers: dict[str, Any], days: float) -> dict[str, Any]:
 
 
 def test_never_verified_is_ok_within_the_first_period() -> None:
-    answers = _with_backups_aged(server(), 6.5)
-    answers["files"].pop(VERIFY_FILE)
+    answers = _with_backups_aged(server(), 7.5)
+    answers["files"].pop(VERIFY_FILES[2])
     report = run_status(answers)
     repo2 = report.sections["repositories"][1]
     assert repo2["last_verify"] is None and repo2["ok"]
@@ -537,43 +559,91 @@ def test_never_verified_is_ok_within_the_first_period() -> None:
 
 
 def test_never_verified_is_a_problem_once_the_first_period_has_passed() -> None:
-    answers = _with_backups_aged(server(), 8)
-    answers["files"].pop(VERIFY_FILE)
+    answers = _with_backups_aged(server(), 8.5)
+    answers["files"].pop(VERIFY_FILES[2])
     report = run_status(answers)
     assert _repo_problems(report, 2) == [
-        "repo2: never verified; its oldest backup is 8.0 d old (limit 7 d; playbooks/verify-backups.yml)"
+        "repo2: never verified; its oldest backup is 8.5 d old (limit 8.0 d; journalctl -u pgbackrest-verify-repo2)"
     ]
     assert any(x.startswith("FAIL repo2 [ok]:") and x.endswith("never verified") for x in dws.text_lines(report))
-    # The period is the config's (verify_max_age_days, the role's dw_status_verify_max_age_days).
-    assert _repo_problems(run_status(answers, {**CONFIG, "verify_max_age_days": 10}), 2) == []
+    # The limit is the repository's (verify period plus margin, from the pgbackrest role's schedules).
+    cfg = copy.deepcopy(CONFIG)
+    cfg["pgbackrest"]["repos"][1]["verify_max_age_seconds"] = 10 * 86400
+    assert _repo_problems(run_status(answers, cfg), 2) == []
+    # A repository without a verify schedule has no limit.
+    cfg["pgbackrest"]["repos"][1]["verify_max_age_seconds"] = None
+    assert _repo_problems(run_status(answers, cfg), 2) == []
 
 
-def test_a_verify_older_than_the_period_is_a_problem() -> None:
+def test_never_verified_counts_from_when_the_verify_was_scheduled() -> None:
+    """Timers installed on a server whose repositories are older: their first period starts then."""
+    answers = _with_backups_aged(server(), 30)
+    answers["files"][VERIFY_FILES[2]] = dbv.render(STANZA, 2, dbv.schedule({}, VERIFY_LIMIT, NOW - 2 * 86400))
+    report = run_status(answers)
+    assert report.sections["repositories"][1]["last_verify"] is None and _repo_problems(report, 2) == []
+    answers["files"][VERIFY_FILES[2]] = dbv.render(STANZA, 2, dbv.schedule({}, VERIFY_LIMIT, NOW - 9 * 86400))
+    assert _repo_problems(run_status(answers), 2) == [
+        "repo2: never verified; its oldest backup is 30.0 d old; scheduled 9.0 d ago"
+        " (limit 8.0 d; journalctl -u pgbackrest-verify-repo2)"
+    ]
+
+
+def test_no_success_within_the_limit_is_a_problem() -> None:
     answers = _with_backups_aged(server(), 20)
-    old = int(NOW - 8 * 86400)
-    answers["files"][VERIFY_FILE] = re.sub(
-        r'(last_timestamp_seconds\{stanza="main-cluster",repo="2"\}) \d+', rf"\1 {old}", answers["files"][VERIFY_FILE]
-    )
+    answers["files"][VERIFY_FILES[2]] = verify_metrics(2, 8.5 * 86400, 6)
     report = run_status(answers)
     assert report.sections["repositories"][1]["last_verify"] == {
         "ok": True,
-        "time": dws.iso(old),
-        "age_seconds": 8 * 86400,
+        "time": dws.iso(NOW - 8.5 * 86400),
+        "age_seconds": 8.5 * 86400,
+        "duration_seconds": 6,
+        "last_success": dws.iso(NOW - 8.5 * 86400),
+        "last_success_age_seconds": 8.5 * 86400,
     }
-    assert _repo_problems(report, 2) == ["repo2: last verified 8.0 d ago (limit 7 d; playbooks/verify-backups.yml)"]
+    assert _repo_problems(report, 2) == [
+        "repo2: last verified 8.5 d ago (limit 8.0 d; journalctl -u pgbackrest-verify-repo2)"
+    ]
     assert _repo_problems(report, 3) == []  # verified 38 s ago
 
 
-def test_the_role_renders_the_verify_period() -> None:
+def test_a_failed_verify_is_a_problem_and_the_last_success_is_shown() -> None:
+    answers = server()
+    answers["files"][VERIFY_FILES[2]] = verify_metrics(2, 3600, 7, ok=False, success_ago=2 * 86400)
+    answers["units"]["pgbackrest-verify-repo2.service"] = {"ActiveState": "failed", "ExecMainExitTimestamp": at(3600)}
+    report = run_status(answers)
+    failed_at = dws.iso(NOW - 3600)
+    assert _repo_problems(report, 2) == [
+        f"repo2: pgbackrest-verify-repo2.service failed at {failed_at} (journalctl -u pgbackrest-verify-repo2.service)",
+        f"repo2: the verify at {failed_at} found damage or could not run (journalctl -u pgbackrest-verify-repo2)",
+    ]
+    line = next(x for x in dws.text_lines(report) if " repo2 " in x)
+    assert line.startswith("FAIL ") and line.endswith(
+        f"; verify FAILED 1.0 h ago ({failed_at}, took 7 s), last success 2.0 d ago"
+    ), line
+    # Never a success: said so; the limit counts as for a repository never verified.
+    answers["files"][VERIFY_FILES[2]] = verify_metrics(2, 3600, 7, ok=False)
+    report = run_status(_with_backups_aged(answers, 40))
+    line = next(x for x in dws.text_lines(report) if " repo2 " in x)
+    assert line.endswith("last success never"), line
+    assert _repo_problems(report, 2)[-1].startswith(
+        "repo2: never verified successfully; its oldest backup is 40.0 d old; scheduled 30.0 d ago"
+    )
+
+
+def test_the_role_renders_each_repositorys_verify_limit_and_units() -> None:
     import yaml
 
-    role = REPO_ROOT / "roles" / "dw_status"
-    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
-    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
-    variables = yaml.safe_load((role / "vars" / "main.yml").read_text())
-    assert defaults["dw_status_verify_max_age_days"] == 7 == specs["dw_status_verify_max_age_days"]["default"]
-    assert specs["dw_status_verify_max_age_days"]["type"] == "int"
-    assert variables["_dw_status_config"]["verify_max_age_days"] == "{{ dw_status_verify_max_age_days | int }}"
+    variables = yaml.safe_load((REPO_ROOT / "roles" / "dw_status" / "vars" / "main.yml").read_text())
+    # The same numbers as the pgbackrest role's timers and the alert's limit: its variables, not a copy.
+    assert variables["_dw_status_verify_max_age"] == "{{ _pgbackrest_verify_max_age | default({}) }}"
+    assert variables["_dw_status_verify_schedules"] == "{{ _pgbackrest_verify_schedules | default([]) }}"
+    assert variables["_dw_status_verify_metrics_files"] == "{{ _pgbackrest_verify_metrics_files | default({}) }}"
+    for key in ("verify_metrics_file", "verify_max_age_seconds", "pgbackrest-verify-repo"):
+        assert key in variables["_dw_status_repos"], key
+    assert "pgbackrest-verify-repo" in variables["_dw_status_timers"]
+    defaults = yaml.safe_load((REPO_ROOT / "roles" / "pgbackrest" / "defaults" / "main.yml").read_text())
+    assert [v["period_days"] for v in defaults["pgbackrest_verify_schedules"]] == [7, 7, 7]
+    assert defaults["pgbackrest_verify_margin_hours"] * 3600 + 7 * 86400 == VERIFY_LIMIT
 
 
 # --- 5. Disks: one line per filesystem ---------------------------------------------------------------

@@ -54,6 +54,26 @@ def test_timers_scheduled(host):
         assert 0 < next_at - time.time() <= 7 * 86400 + 300
 
 
+def test_verify_timers_scheduled(host):
+    for repo, day in ((1, "Tue"), (2, "Wed"), (3, "Thu")):
+        timer = f"pgbackrest-verify-repo{repo}.timer"
+        assert host.service(timer).is_enabled
+        assert f"{day} *-*-* 04:30:00" in host.check_output(f"systemctl show -P TimersCalendar {timer}"), timer
+
+
+def test_verify_unit_runs_in_its_sandbox_and_records_its_outcome(host):
+    metrics = "/var/lib/prometheus/node-exporter/dw_pgbackrest_verify_repo1.prom"
+    result = host.run("systemctl start pgbackrest-verify-repo1.service")
+    journal = host.check_output("journalctl -u pgbackrest-verify-repo1.service -n 20 --no-pager")
+    assert result.rc == 0, journal
+    assert "repo1 verified:" in journal, journal
+    text = host.check_output(f"cat {metrics}")
+    assert f'dw_pgbackrest_verify_ok{{stanza="{STANZA}",repo="1"}} 1' in text, text
+    for name in ("last_success_timestamp_seconds", "duration_seconds", "max_age_seconds",
+                 "scheduled_timestamp_seconds"):
+        assert f"dw_pgbackrest_verify_{name}{{" in text, text
+
+
 def test_daily_backup_unit_runs_in_its_sandbox(host):
     before = len(_info(host)["backup"])
     assert host.run("systemctl start pgbackrest-daily.service").rc == 0
