@@ -169,6 +169,9 @@ VERIFY_LIMIT = 8 * 86400  # the default period (7 d) plus margin (24 h)
 CREDENTIALS = "/etc/dw-status-credentials.json"
 PROMETHEUS = "http://127.0.0.1:9090"
 ENVS = (("prod", 8001), ("dev", 8002), ("test", 8003))
+CERT_FILE = "/var/lib/prometheus/node-exporter/dw_certificates.prom"
+EDGE_CERT = "/etc/nginx/tls/dw-edge.crt"
+CA_CERT = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
 
 # /etc/dw-status.json as the role writes it for the one-host setup (molecule's).
 CONFIG: dict[str, Any] = {
@@ -219,6 +222,7 @@ CONFIG: dict[str, Any] = {
         {"unit": "market-data-simulator.timer", "expected_active": True},
     ],
     "simulator": True,
+    "certificates": {"metrics_file": CERT_FILE, "expiry_days": 21},
     "disk_paths": [DATA, REPO1, REPO2],
     "disk_max_percent": 85,
     "backup_max_age_hours": 26,
@@ -261,6 +265,30 @@ def alert(alertname: str, state: str, summary: str, **labels: str) -> dict[str, 
         "activeAt": "2026-11-27T22:30:35Z",
         "value": "1e+00",
     }
+
+
+def certificate_metrics(certs: list[tuple[str, str, str, float]], unreadable: tuple[tuple[str, str], ...] = ()) -> str:
+    """dw-certificate-metrics' textfile: (path, subject, owner, days from NOW to its end) per
+    certificate, and (path, owner) per listed file it could not read."""
+    lines = ["# TYPE dw_certificate_not_after_seconds gauge"]
+    for path, subject, owner, days in certs:
+        labels = f'path="{path}",subject="{subject}",owner="{owner}"'
+        lines.append(f"dw_certificate_not_after_seconds{{{labels}}} {NOW + days * 86400:.0f}")
+    lines.append("# TYPE dw_certificate_read_ok gauge")
+    lines += [f'dw_certificate_read_ok{{path="{path}",owner="{owner}"}} 1' for path, _, owner, _ in certs]
+    lines += [f'dw_certificate_read_ok{{path="{path}",owner="{owner}"}} 0' for path, owner in unreadable]
+    lines += [
+        "# TYPE dw_certificate_metrics_timestamp_seconds gauge",
+        f"dw_certificate_metrics_timestamp_seconds {NOW - 1500}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# The one-host setup's certificates: the edge's (issued 8 days ago, valid 397 days) and the CA's.
+SAMPLE_CERTS = [
+    (CA_CERT, "CN=dw-platform private CA (local)", "dw_pki", 3640.8),
+    (EDGE_CERT, "CN=dw-molecule-bookworm", "ingest_edge", 388.8),
+]
 
 
 def _sample_metrics() -> dict[str, str]:
@@ -366,6 +394,7 @@ def server(metrics: dict[str, str] | None = None) -> dict[str, Any]:
             # The converge verified each repository (playbooks/verify-backups.yml) 38 s ago.
             **{VERIFY_FILES[r]: verify_metrics(r, 38, seconds) for r, seconds in ((1, 4), (2, 6), (3, 9))},
             CREDENTIALS: json.dumps({"username": "dw-monitoring", "password": "a-long-enough-password"}),
+            CERT_FILE: certificate_metrics(SAMPLE_CERTS),
         },
     }
 
@@ -704,6 +733,7 @@ def test_main_prints_json_and_exits_1_on_a_problem(tmp_path, monkeypatch, capsys
         "timers",
         "simulator",
         "disks",
+        "certificates",
         "alerts",
     }
 
@@ -748,6 +778,118 @@ def test_prometheus_not_asked_is_a_problem() -> None:
     # Wrong credentials (here: none, the credentials file missing).
     report, lines = _alerts(200, [], {**CONFIG, "prometheus_credentials": "/nonexistent.json"})
     assert lines == [f"FAIL alerts: Prometheus at {PROMETHEUS} refuses the credentials of /nonexistent.json"]
+
+
+# --- 8. Certificates: the nearest expiry, judged with the alert's days -------------------------------
+
+
+def _certificates(metrics: str | None, cfg: dict[str, Any] | None = None) -> tuple[Any, list[str], list[str]]:
+    answers = server()
+    answers["files"][CERT_FILE] = metrics
+    report = run_status(answers, cfg)
+    lines = [x for x in dws.text_lines(report) if " certificates: " in x and not x.startswith("  - ")]
+    return report, lines, [p for p in report.problems if p.startswith("certificate")]
+
+
+def test_the_nearest_expiry_is_shown() -> None:
+    report, lines, problems = _certificates(certificate_metrics(SAMPLE_CERTS))
+    assert lines == [f"ok   certificates: nearest {EDGE_CERT} ends 2027-12-21T17:43:02Z, 388.8 days left (2 files)"]
+    assert problems == []
+    section = report.sections["certificates"]
+    assert section["nearest"] == {
+        "path": EDGE_CERT,
+        "subject": "CN=dw-molecule-bookworm",
+        "owner": "ingest_edge",
+        "not_after": "2027-12-21T17:43:02Z",
+        "days_left": 388.8,
+        "soon": False,
+    }
+    assert [c["path"] for c in section["certificates"]] == [EDGE_CERT, CA_CERT]
+    assert section["ok"] is True and section["written"] == "2026-11-27T22:06:02Z"
+
+
+def test_a_certificate_within_the_alerts_days_is_a_problem() -> None:
+    postgres = "/etc/postgresql/15/main/tls/server.crt"
+    certs = [*SAMPLE_CERTS, (postgres, "CN=db1", "postgresql", 20.5), ("/etc/etcd/tls/member.crt", "", "etcd", 21.5)]
+    _, lines, problems = _certificates(certificate_metrics(certs))
+    assert lines == [f"FAIL certificates: nearest {postgres} ends 2026-12-18T10:31:02Z, 20.5 days left (4 files)"]
+    # 21.5 days is outside the limit; only the one within it is a problem.
+    assert problems == [
+        f"certificate {postgres} ends 2026-12-18T10:31:02Z, 20.5 days left (limit 21 d; listed by postgresql;"
+        " docs/monitoring.md#dwcertificateexpiressoon)"
+    ]
+    # The limit is the config's (the alert's monitoring_certificate_expiry_days), and a past end says so.
+    certs = [*SAMPLE_CERTS, (postgres, "CN=db1", "postgresql", -1.5)]
+    cfg = {**CONFIG, "certificates": {"metrics_file": CERT_FILE, "expiry_days": 7}}
+    _, _, problems = _certificates(certificate_metrics(certs), cfg)
+    assert problems == [
+        f"certificate {postgres} ended 2026-11-26T10:31:02Z, -1.5 days left (limit 7 d; listed by postgresql;"
+        " docs/monitoring.md#dwcertificateexpiressoon)"
+    ]
+
+
+def test_an_unreadable_certificate_is_a_problem() -> None:
+    report, lines, problems = _certificates(certificate_metrics(SAMPLE_CERTS, ((EDGE_CERT + ".new", "ingest_edge"),)))
+    assert lines == [
+        f"FAIL certificates: nearest {EDGE_CERT} ends 2027-12-21T17:43:02Z, 388.8 days left (3 files, 1 unreadable)"
+    ]
+    assert problems == [
+        f"certificate {EDGE_CERT}.new (listed by ingest_edge) is missing or unreadable:"
+        " journalctl -t dw-certificate-metrics"
+    ]
+    assert report.sections["certificates"]["unreadable"] == [{"path": EDGE_CERT + ".new", "owner": "ingest_edge"}]
+
+
+def test_no_certificate_metrics_is_a_problem() -> None:
+    _, lines, problems = _certificates(None)
+    assert lines == ["FAIL certificates: none listed (0 files)"]
+    assert problems == [
+        f"certificates: no {CERT_FILE}: their expiry is unknown"
+        " (systemctl status dw-certificate-metrics.timer dw-certificate-metrics.service)"
+    ]
+
+
+def test_the_collectors_own_output_is_read(tmp_path) -> None:
+    """The file dw-certificate-metrics really writes (a real certificate), read by dw-status."""
+    cert = tmp_path / "server.crt"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"),
+            *("-keyout", str(tmp_path / "server.key"), "-out", str(cert), "-days", "10", "-subj", '/O=a "b" c/CN=db1'),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "postgresql.list").write_text(f"{cert}\n")
+    output = tmp_path / "dw_certificates.prom"
+    collector = REPO_ROOT / "roles" / "node_exporter" / "files" / "dw-certificate-metrics"
+    subprocess.run(
+        [sys.executable, str(collector), f"--lists={tmp_path / 'lists'}", f"--output={output}"], check=True, timeout=60
+    )
+    report = dws.collect({"certificates": {"metrics_file": str(output), "expiry_days": 21}, "disk_paths": []})
+    nearest = report.sections["certificates"]["nearest"]
+    assert (nearest["path"], nearest["subject"], nearest["owner"]) == (str(cert), r"CN=db1,O=a \"b\" c", "postgresql")
+    assert 9.9 <= nearest["days_left"] <= 10
+    assert report.problems == [
+        f"certificate {cert} ends {nearest['not_after']}, {nearest['days_left']} days left (limit 21 d; listed by"
+        " postgresql; docs/monitoring.md#dwcertificateexpiressoon)"
+    ]
+
+
+def test_the_role_renders_the_certificate_settings() -> None:
+    import yaml
+
+    role = REPO_ROOT / "roles" / "dw_status"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    variables = yaml.safe_load((role / "vars" / "main.yml").read_text())
+    # The alert's days, the collector's file: each from the role that owns it.
+    assert defaults["dw_status_certificate_expiry_days"] == "{{ monitoring_certificate_expiry_days | default(21) }}"
+    monitoring = yaml.safe_load((REPO_ROOT / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
+    assert monitoring["monitoring_certificate_expiry_days"] == 21
+    assert "node_exporter_textfile_dir" in defaults["dw_status_certificate_metrics_file"]
+    assert "dw_certificates.prom" in defaults["dw_status_certificate_metrics_file"]
+    assert "dw_status_certificate_expiry_days | int" in variables["_dw_status_config"]["certificates"]
 
 
 # --- 9. The sample in docs/daily-operation.md --------------------------------------------------------

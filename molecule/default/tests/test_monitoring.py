@@ -222,6 +222,27 @@ def test_backup_facts_reach_prometheus(host):
     assert [r["value"][1] for r in query(host, 'dw_pgbackrest_info_success{host!=""}')] == ["1"]
 
 
+def test_certificate_expiry_reaches_prometheus(host):
+    """The CA's copy in the trust store (the dw_pki role's list) and every certificate another role
+    listed here have their expiry scraped; each listed file reads, and none is near its end."""
+    ca = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
+    assert host.file("/etc/dw-certificates.d/dw_pki.list").contains(f"^{ca}$")
+    started = time.time()
+    host.check_output("systemctl start dw-certificate-metrics.service")
+    textfile = host.file(f"{role_default('node_exporter', 'node_exporter_textfile_dir')}/dw_certificates.prom")
+    assert textfile.exists and textfile.mode == 0o644
+    wait_for(
+        lambda: query(host, f"dw_certificate_metrics_timestamp_seconds >= {started!r}"),
+        60,
+        "a scrape of the refreshed certificate metrics",
+    )
+    ends = {r["metric"]["path"]: r for r in query(host, "dw_certificate_not_after_seconds")}
+    assert "dw_pki" in ends[ca]["metric"]["owner"].split(","), ends[ca]
+    # Issued by this converge (or one before it): the CA for 10 years, the servers' for 397 days.
+    assert all(float(r["value"][1]) - time.time() > 300 * 86400 for r in ends.values()), ends
+    assert query(host, "dw_certificate_read_ok == 0") == []
+
+
 def _unit_exit_time(host, unit: str) -> float:
     usec = host.check_output(f"systemctl show -P ExecMainExitTimestampMonotonic {unit}")
     uptime = float(host.check_output("cut -d' ' -f1 /proc/uptime"))

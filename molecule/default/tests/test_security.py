@@ -22,7 +22,7 @@ def _project_units(host) -> list[str]:
     pgbackrest.service, pgBackRest's TLS server, which nothing here enables)."""
     out = host.check_output(
         "cd /etc/systemd/system && ls dw-api-*.service market-data-simulator.service pgbackrest-*.service"
-        " dw-backup-metrics.service"
+        " dw-backup-metrics.service dw-certificate-metrics.service"
         " && ls -d postgresql@*.service.d nginx.service.d prometheus*.service.d | sed 's/[.]d$//'")
     # The unit-failure hook is a template: score the instance a backup's failure starts.
     return sorted(out.split() + ["dw-unit-failed@pgbackrest-daily.service.service"])
@@ -33,7 +33,8 @@ def test_every_project_unit_scores_low_exposure(host, environments):
     assert {f"{e.unit}.service" for e in environments} | {"market-data-simulator.service", "nginx.service"} <= set(units)
     assert any(unit.startswith("postgresql@") for unit in units), units
     assert {"prometheus.service", "prometheus-alertmanager.service", "prometheus-node-exporter.service",
-            "prometheus-postgres-exporter.service", "dw-backup-metrics.service"} <= set(units)
+            "prometheus-postgres-exporter.service", "dw-backup-metrics.service",
+            "dw-certificate-metrics.service"} <= set(units)
     scores = {}
     for unit in units:
         out = host.check_output(f"systemd-analyze security --no-pager {unit}")
