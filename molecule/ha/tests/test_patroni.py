@@ -361,8 +361,10 @@ def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(
     # The first member in inventory order leads: the order in which the leader phase once switched
     # over three times, ending where it began, instead of once. Only a synchronous standby can take
     # over, so while the first member is the asynchronous replica, switch over to the synchronous
-    # standby: the new leader then takes the first member, already streaming, as its standby.
-    for _ in range(3):
+    # standby. Which replica the new leader then makes its synchronous standby is Patroni's choice
+    # (often the first member, already streaming, but the old leader may rejoin first and be
+    # chosen), so three switchovers are not always enough: keep going until the first member leads.
+    for _ in range(8):
         if leader(view) == MEMBERS[0]:
             break
         sync = next(m["Member"] for m in view if m["Role"] == "Sync Standby")
