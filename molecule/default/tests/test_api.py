@@ -9,7 +9,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from conftest import api_key, wait_for
+from conftest import PROJECT, api_key, wait_for
 
 
 def _record(symbol: str) -> dict:
@@ -161,5 +161,7 @@ def test_dw_status_counts_client_requests_since_a_restart_a_first_5xx_included(h
     assert counted["requests"] == {"2xx": 1, "4xx": 1, "5xx": 1, "other": 0}, counted
     assert counted["since"] == fresh["since"]
     text = host.check_output("dw-status || true")
+    # Kept for the record (the closing note shows it): dw-status after a client's requests.
+    (PROJECT / ".cache" / "dw-status-after-client-requests.txt").write_text(text + "\n")
     print(text)
     assert f"1 2xx, 1 4xx, 1 5xx since {fresh['since']}" in text, text
