@@ -162,6 +162,8 @@ def test_dw_status_counts_client_requests_since_a_restart_a_first_5xx_included(h
     assert counted["since"] == fresh["since"]
     text = host.check_output("dw-status || true")
     # Kept for the record (the closing note shows it): dw-status after a client's requests.
-    (PROJECT / ".cache" / "dw-status-after-client-requests.txt").write_text(text + "\n")
+    record = PROJECT / ".cache" / "dw-status-after-client-requests.txt"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(text + "\n")
     print(text)
     assert f"1 2xx, 1 4xx, 1 5xx since {fresh['since']}" in text, text
