@@ -102,10 +102,25 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.Co
         "ANSIBLE_PIPELINING": "true",
         "ANSIBLE_CONNECTION_PLUGINS": str(PROJECT / "molecule" / "common" / "connection_plugins"),
         "ANSIBLE_NOCOLOR": "1",
+        # Managed hosts make their SSH host keys at first boot (a recreated host has new ones).
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
     }
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / playbook), *args],
         env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def authorize_deploy_key(container: str) -> None:
+    """A container made by a test, not by molecule: authorize this run's deploy key in it, as
+    molecule/common/ssh.yml does at prepare, so Ansible reaches it over SSH as the others."""
+    key = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "deploy_ed25519.pub").read_text()
+    script = (
+        "install -d -m 0700 -o deploy -g deploy ~deploy/.ssh"
+        " && install -m 0600 -o deploy -g deploy /dev/stdin ~deploy/.ssh/authorized_keys"
+    )
+    subprocess.run(
+        ["podman", "exec", "-i", container, "sh", "-c", script], input=key, check=True, capture_output=True, text=True
     )
 
 

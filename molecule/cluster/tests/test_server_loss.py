@@ -16,6 +16,7 @@ import uuid
 
 import yaml
 from conftest import SCENARIO, api_key, psql, run_playbook, start_load, stop_load
+from support import authorize_deploy_key
 
 PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
 ARCHIVE_TIMEOUT = yaml.safe_load((SCENARIO / "group_vars" / "db_servers.yml").read_text())["postgresql_archive_timeout"]
@@ -108,6 +109,7 @@ def _fresh_db1() -> None:
             ["podman", "exec", "db1", "systemctl", "is-system-running"], capture_output=True, text=True
         )
         if state.stdout.strip() in ("running", "degraded"):
+            authorize_deploy_key("db1")
             return
         time.sleep(1)
     raise AssertionError(f"db1's systemd did not come up: {state.stdout} {state.stderr}")

@@ -56,3 +56,12 @@ def test_peoples_database_roles_stay_read_only(db1, vault, environments):
         "VALUES ('RO', now(), 1, 1, 1, 1, 1, 1)"))
     assert insert.rc != 0 and "permission denied" in insert.stderr, insert.stderr
     assert psql(db1, "SELECT count(*) FROM staging.market_data WHERE symbol = 'RO'", env.database) == "0"
+
+
+def test_ansible_reached_every_managed_host_as_deploy_over_ssh(db1, api1, backup1):
+    # As inventories/production connects: the controller (the network's gateway) logged in as deploy
+    # with its key, and sudo gave it root.
+    for host in (db1, api1, backup1):
+        journal = host.check_output("journalctl --no-pager -o cat -u ssh.service")
+        assert "Accepted publickey for deploy from 10.89.42.1 " in journal, journal[-2000:]
+        assert "deploy : PWD=" in host.check_output("journalctl --no-pager -o cat _COMM=sudo -n 50")
