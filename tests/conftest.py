@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# dw_textfile (templates/dw_textfile.py), which the metric scripts import: on a host from the
+# directory each script puts on sys.path, here from templates/, for the scripts these tests load
+# (sys.path) and for those they run in a subprocess (PYTHONPATH).
+TEXTFILE_LIBRARY = str(Path(__file__).resolve().parent.parent / "templates")
+sys.path.insert(0, TEXTFILE_LIBRARY)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TEXTFILE_LIBRARY, os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")
