@@ -88,3 +88,25 @@ def test_a_broken_rule_stops_the_run_before_any_host_is_contacted(tmp_path, inde
 def test_the_local_inventory_passes_the_check(tmp_path):
     result = _run(_inventory(tmp_path, lambda envs: None), "playbooks/check-inventory.yml")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_a_shared_ca_directory_that_is_missing_stops_the_run(tmp_path):
+    """dw_pki_ca_dir set to a shared place that is not there (a share not mounted, a typo) would get a
+    second CA: the check stops the run, naming the directory; the default next to the inventory only warns."""
+    inventory = _inventory(tmp_path, lambda envs: None)
+    shared = tmp_path / "shared-pki"
+    group_vars = inventory / "group_vars" / "all" / "vars.yml"
+    group_vars.write_text(group_vars.read_text() + f"dw_pki_ca_dir: {shared}\n")
+    result = _run(inventory, "playbooks/check-inventory.yml")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output[-3000:]
+    assert f"dw_pki_ca_dir is {shared}, which is not a directory on this controller" in output, output[-3000:]
+    assert f"install -d -m 0700 {shared}" in output
+    assert not shared.exists()
+    assert "UNREACHABLE" not in output
+
+    shared.mkdir(mode=0o700)
+    result = _run(inventory, "playbooks/check-inventory.yml")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, output[-3000:]
+    assert f"WARNING: no private CA at {shared}/dw-platform-ca.crt on this controller" in output, output[-3000:]

@@ -93,9 +93,11 @@ def api_key(vault: dict, environment: str) -> str:
     return key if isinstance(key, str) else key[0]
 
 
-def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook (a path under playbooks/, or ../site.yml) against the scenario's instances,
-    with the project's roles and the local inventory's vault; the output is returned, not checked."""
+def run_playbook(playbook: str, *args: str, timeout: int = 900,
+                 inventory: str | os.PathLike | None = None) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook (a path under playbooks/, or ../site.yml) against the scenario's instances
+    (or another inventory file naming them), with the project's roles and the local inventory's
+    vault; the output is returned, not checked."""
     env = os.environ | {
         "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
         "ANSIBLE_VAULT_PASSWORD_FILE": str(INVENTORY / "vault-password.txt"),
@@ -106,7 +108,8 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900) -> subprocess.Co
         "ANSIBLE_HOST_KEY_CHECKING": "False",
     }
     return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / playbook), *args],
+        ["ansible-playbook", "-i", str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]),
+         str(PROJECT / "playbooks" / playbook), *args],
         env=env, capture_output=True, text=True, timeout=timeout,
     )
 

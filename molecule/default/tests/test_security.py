@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 from conftest import API_CONFIG_DIR, PROJECT, run_playbook
@@ -106,29 +105,45 @@ def test_the_edge_passes_only_the_ingest_routes_the_contract_and_liveness(host, 
         assert host.check_output(f"{status}http://127.0.0.1:{env.api_port}{path}") == "200", path
 
 
+# What a second CA would change on the host: its trust in the CA (the copy and the bundle
+# update-ca-certificates builds) and every certificate a role lists, each with its checksum.
+TLS_STATE = ("{ echo /usr/local/share/ca-certificates/dw-platform-ca.crt; echo /etc/ssl/certs/ca-certificates.crt;"
+             " ls -d /etc/dw-certificates.d/*.list; grep -hv '^#' /etc/dw-certificates.d/*.list; }"
+             " | sort -u | xargs -r sha256sum")
+
+
 def test_a_controller_without_the_ca_files_stops_before_replacing_the_ca(host, tmp_path):
     """A second clone (its inventory directory has no .pki/) must not mint a new CA with the same
-    name and re-sign the host: it stops, changes nothing, and says what to do."""
+    name and re-sign the host (issue #27): playbooks/pki.yml stops, changes nothing, names the CA
+    the host trusts by its SHA-256 fingerprint and says what to do."""
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"])
     assert (inventory.parent / ".pki").is_dir()  # the first controller's CA, which this clone lacks
     clone = tmp_path / "inventory"
     clone.mkdir()
     shutil.copy(inventory, clone / inventory.name)
     (clone / "group_vars").symlink_to(inventory.parent / "group_vars")
-    trusted = host.file("/usr/local/share/ca-certificates/dw-platform-ca.crt").sha256sum
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(clone / inventory.name), str(PROJECT / "playbooks" / "pki.yml")],
-        env=os.environ | {"ANSIBLE_ROLES_PATH": str(PROJECT / "roles"), "ANSIBLE_NOCOLOR": "1",
-                          "ANSIBLE_VAULT_PASSWORD_FILE": str(PROJECT / "inventories" / "local" / "vault-password.txt")},
-        capture_output=True, text=True, timeout=300, check=False,
-    )
+    trust = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
+    fingerprint = host.check_output(f"openssl x509 -in {trust} -noout -fingerprint -sha256").split("=", 1)[1].upper()
+    state = host.check_output(TLS_STATE)
+    # The CA's copy and the edge's certificate (signed by it) at least, each with its checksum.
+    assert trust in state and "/etc/dw-certificates.d/ingest_edge.list" in state and "/dw-edge.crt" in state, state
+
+    result = run_playbook("pki.yml", inventory=clone / inventory.name, timeout=120)
+
     output = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode != 0, output[-2000:]
-    assert "already trust a CA named dw-platform-ca" in output and "Nothing was changed" in output, output[-2000:]
-    assert "Copy the inventory's .pki/ directory from the controller that created it" in output
+    instance = os.environ.get("DW_MOLECULE_INSTANCE", "dw-molecule-bookworm")
+    assert result.returncode != 0, output[-3000:]
+    assert f"Stopped before changing anything: {instance} already trusts a CA of this project, {trust}" in output, \
+        output[-3000:]
+    assert f"SHA-256 fingerprint {fingerprint}, valid until" in output, (fingerprint, output[-3000:])
+    assert f"This controller has no CA at {clone}/.pki/dw-platform-ca.crt" in output, output[-3000:]
+    assert "set dw_pki_ca_dir to the shared directory that holds it" in output
+    assert "-e dw_pki_replace_ca=true" in output
+    # The preflight said so before any host was contacted.
+    assert f"WARNING: no private CA at {clone}/.pki/dw-platform-ca.crt on this controller" in output
     assert not (clone / ".pki").exists()
-    assert host.file("/usr/local/share/ca-certificates/dw-platform-ca.crt").sha256sum == trusted
     assert re.search(r"changed=0 ", output), output[-2000:]
+    assert host.check_output(TLS_STATE) == state
 
 
 def test_file_modes(host, environments):
