@@ -262,3 +262,11 @@ def test_pgbackrest_needs_its_peers_address():
     addresses = {name: address for name, address in CLUSTER.items() if name != "backup1"}
     with pytest.raises(AnsibleFilterError, match="backup1"):
         plugin.platform_rules(CLUSTER_GROUPS, addresses, "db1", _cluster_settings("db1"))
+
+
+def test_the_firewall_playbook_only_orchestrates():
+    plays = yaml.safe_load((REPO_ROOT / "playbooks/firewall.yml").read_text())
+    for play in plays:
+        assert "vars" not in play, play.get("name")
+        for role in play.get("roles", []):
+            assert not isinstance(role, dict) or set(role) == {"role"}, role
