@@ -42,7 +42,8 @@ def _render(tmp_path: Path, ssh_client: str) -> str:
         )
     )
     env = os.environ | {
-        "ANSIBLE_FILTER_PLUGINS": str(ROLE / "filter_plugins"),
+        # The platform's rules read the edge's ports through the dw_environments role's filter.
+        "ANSIBLE_FILTER_PLUGINS": f"{ROLE / 'filter_plugins'}:{ROOT / 'roles/dw_environments/filter_plugins'}",
         "ANSIBLE_NOCOLOR": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
@@ -51,6 +52,8 @@ def _render(tmp_path: Path, ssh_client: str) -> str:
     overrides = {
         "firewall_admin_networks": ["10.0.0.0/24"],
         "_firewall_controller": f"{{{{ '{ssh_client}' | firewall_ssh_client }}}}",
+        # localhost is in no group of the platform, so its own rules come out empty.
+        "dw_environments": [{"name": "prod", "environment": "production", "database": "dw_prod", "api_port": 8000}],
     }
     result = subprocess.run(
         ["ansible-playbook", "-i", "localhost,", "-e", json.dumps(overrides), str(playbook)],

@@ -1,4 +1,5 @@
-"""Addresses and service rules of the firewall role: validation, and the split into IPv4/IPv6.
+"""Addresses and service rules of the firewall role: the platform's own rules from the inventory's
+topology, validation, and the split into IPv4/IPv6.
 
 nftables matches IPv4 and IPv6 sources with different expressions (ip saddr / ip6 saddr), so every
 address list of the inventory is normalised and split here once, with Python's ipaddress module
@@ -10,7 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import yaml
+from ansible.errors import AnsibleFilterError
 
 # A service's name becomes an nft comment: printable, no quotes.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]{0,63}$")
@@ -147,6 +152,134 @@ def ports(service: Mapping[str, Any]) -> list[str]:
     return [str(value) for value in values]
 
 
+# The other roles' settings the platform's rules read, by the role that owns each (serves the port
+# and sets its default in its defaults/main.yml). A rule's owner is one of these roles, or
+# ingest_edge (its ports come from dw_environments).
+OWNER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("postgresql_port",),
+    "pgbackrest": ("pgbackrest_tls_server_port",),
+    "patroni": ("patroni_restapi_port",),
+    "etcd": ("etcd_client_port", "etcd_peer_port"),
+    "node_exporter": ("node_exporter_port", "node_exporter_listen_address"),
+}
+# The roles directory this role is in: roles/firewall/filter_plugins/firewall.py.
+ROLES_DIR = Path(__file__).resolve().parents[2]
+# A node exporter listening on one of these is not reachable from other hosts: no rule.
+LOOPBACK_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+
+
+def owner_settings(host_vars: Mapping[str, Any], roles_dir: Any = None) -> dict[str, Any]:
+    """Every setting of OWNER_SETTINGS: this host's own value (inventory, group_vars, extra vars) when
+    it has one, else the owning role's default, read from <owner>/defaults/main.yml in roles_dir (the
+    roles directory holding this role). Those roles are not part of the firewall's play, so their
+    defaults are not loaded there; reading their files leaves each port's default in one place, its
+    own role."""
+    settings: dict[str, Any] = {}
+    for owner, names in OWNER_SETTINGS.items():
+        missing = [name for name in names if name not in host_vars]
+        settings |= {name: host_vars[name] for name in names if name in host_vars}
+        if not missing:
+            continue
+        path = Path(roles_dir or ROLES_DIR) / owner / "defaults" / "main.yml"
+        try:
+            defaults = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise AnsibleFilterError(
+                f"the firewall reads {', '.join(missing)} from {path}, which cannot be read ({error});"
+                " set them in the inventory"
+            ) from error
+        for name in missing:
+            value = defaults.get(name) if isinstance(defaults, Mapping) else None
+            if value is None or (isinstance(value, str) and "{{" in value):
+                raise AnsibleFilterError(
+                    f"{path} gives {name} no plain value the firewall can use; set {name} in the inventory"
+                )
+            settings[name] = value
+    return settings
+
+
+def _members(groups: Mapping[str, Any], group: str) -> list[str]:
+    return list(groups.get(group) or [])
+
+
+def _addresses(hosts: Sequence[str], addresses: Mapping[str, Any], host: str, rule: str | None = None) -> list[str]:
+    """The addresses of hosts other than this one. A host without a known address is left out, or,
+    for a rule that cannot do without it (rule given), an error naming it."""
+    found = []
+    for name in hosts:
+        if name == host:
+            continue
+        if addresses.get(name):
+            found.append(addresses[name])
+        elif rule is not None:
+            raise AnsibleFilterError(
+                f"{host}'s {rule} rule admits {name}, whose address is unknown"
+                " (ansible_facts.default_ipv4.address: were its facts gathered?)"
+            )
+    return found
+
+
+def platform_rules(
+    groups: Mapping[str, Any], addresses: Mapping[str, Any], host: str, settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The services the platform's own roles serve on host, each admitting only its peers.
+
+    groups: the inventory's groups (name -> hosts); addresses: each host's address (hosts without
+    one may be missing or empty); host: the host the rules are for; settings: the ports of
+    OWNER_SETTINGS (owner_settings), plus ingest_client_networks and edge_ports (the edge's port
+    of each environment). Each rule names the role whose port it opens (owner).
+
+    - PostgreSQL (a database host) from the API hosts;
+    - pgBackRest's TLS server, in the dedicated repository host layout only (the first backup
+      host, not a database host): a database host (every member of a Patroni cluster) admits the
+      repository host, and the repository host admits the database hosts; no one else;
+    - a Patroni cluster (several database hosts): members replicate to each other and reach each
+      other's etcd and Patroni REST API; nothing else reaches etcd or the REST API;
+    - a node exporter the inventory opens (node_exporter_listen_address not loopback) from the
+      monitoring host (the monitoring_servers group, else the first database host) only;
+    - the edge's HTTPS ports (an API host) from ingest_client_networks.
+    """
+    db_hosts = _members(groups, "db_servers")
+    api_hosts = _members(groups, "api_servers")
+    backup_hosts = _members(groups, "backup_servers")
+    monitoring_hosts = _members(groups, "monitoring_servers") if "monitoring_servers" in groups else db_hosts[:1]
+    rules: list[dict[str, Any]] = []
+
+    db_clients = list(dict.fromkeys(_addresses(api_hosts, addresses, host)))
+    if host in db_hosts and db_clients:
+        rules.append(_rule("postgresql", settings["postgresql_port"], db_clients, "postgresql"))
+
+    repo_host = backup_hosts[0] if backup_hosts else ""
+    if repo_host and repo_host not in db_hosts and host in [*db_hosts, repo_host]:
+        peers = db_hosts if host == repo_host else [repo_host]
+        sources = _addresses(peers, addresses, host, rule="pgbackrest-tls")
+        rules.append(_rule("pgbackrest-tls", settings["pgbackrest_tls_server_port"], sources, "pgbackrest"))
+
+    if host in db_hosts and len(db_hosts) > 1:
+        members = _addresses(db_hosts, addresses, host)
+        rules += [
+            _rule("postgresql-replication", settings["postgresql_port"], members, "postgresql"),
+            _rule("etcd", [settings["etcd_client_port"], settings["etcd_peer_port"]], members, "etcd"),
+            _rule("patroni-rest-api", settings["patroni_restapi_port"], members, "patroni"),
+        ]
+
+    if settings["node_exporter_listen_address"] not in LOOPBACK_ADDRESSES:
+        scrapers = _addresses(monitoring_hosts, addresses, host)
+        if scrapers:
+            rules.append(_rule("node-exporter", settings["node_exporter_port"], scrapers, "node_exporter"))
+
+    client_networks = list(settings.get("ingest_client_networks") or [])
+    if host in api_hosts and client_networks:
+        rules.append(_rule("ingest-edge", list(settings["edge_ports"]), client_networks, "ingest_edge"))
+    return rules
+
+
+def _rule(name: str, port: Any, sources: list[str], owner: str) -> dict[str, Any]:
+    """One service rule as firewall_allowed_services has them (port, or ports for a list), and its owner."""
+    key = "ports" if isinstance(port, list) else "port"
+    return {"name": name, key: port, "proto": "tcp", "sources": sources, "owner": owner}
+
+
 class FilterModule:
     """Filters of the firewall role."""
 
@@ -157,4 +290,6 @@ class FilterModule:
             "firewall_ssh_client": ssh_client,
             "firewall_problems": problems,
             "firewall_ports": ports,
+            "firewall_owner_settings": owner_settings,
+            "firewall_platform_rules": platform_rules,
         }
