@@ -64,6 +64,11 @@ def test_the_newest_good_backup_of_the_repository() -> None:
         drill.newest_backup(INFO, STANZA, 3)
     with pytest.raises(drill.DrillError, match="holds no backup of stanza other"):
         drill.newest_backup(INFO, "other", 1)
+    unreadable = [{"name": STANZA, "repo": [{"key": 2, "status": {"code": 99, "message": "[AccessError] denied"}}]}]
+    with pytest.raises(
+        drill.DrillError, match=r"repo2 holds no readable backup of stanza main-cluster: \[AccessError\] denied"
+    ):
+        drill.newest_backup(unreadable, STANZA, 2)
 
 
 def test_the_space_a_copy_needs_is_its_database_and_a_margin() -> None:
