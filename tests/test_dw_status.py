@@ -917,3 +917,79 @@ if __name__ == "__main__":
         print(f"wrote the dw-status sample into {DOCS.relative_to(REPO_ROOT)}")
     else:
         sys.exit("usage: python tests/test_dw_status.py --write-sample")
+
+
+# --- 5. The restore drill ----------------------------------------------------------------------------
+
+# The drill metrics are written by the script the drill timers run (its own render).
+drl = _load_script(REPO_ROOT / "roles" / "pgbackrest" / "files" / "dw-restore-drill", "dw_restore_drill_script")
+DRILL_FILES = {r: f"/var/lib/prometheus/node-exporter/dw_pgbackrest_drill_repo{r}.prom" for r in (1, 2, 3)}
+DRILL_LIMIT = 33 * 86400  # the default period (31 d) plus margin (48 h)
+
+
+def _drill_config() -> dict[str, Any]:
+    """CONFIG with the role's drill schedules: each repository's drill metrics file and limit."""
+    cfg = copy.deepcopy(CONFIG)
+    for repo in cfg["pgbackrest"]["repos"]:
+        repo["units"].append(f"pgbackrest-drill-repo{repo['key']}.service")
+        repo["drill_metrics_file"] = DRILL_FILES[repo["key"]]
+        repo["drill_max_age_seconds"] = DRILL_LIMIT
+    return cfg
+
+
+def drill_metrics(repo: int, ran_ago: float, ok: bool = True, success_ago: float | None = None) -> str:
+    """A repository's drill metrics file as dw-restore-drill leaves it: a drill of 95 s that ended
+    ran_ago and restored 40 MiB; after a failure, the success it keeps. Scheduled for 60 days."""
+    values = drl.schedule({}, DRILL_LIMIT, NOW - 60 * 86400)
+    if success_ago is not None:
+        values["last_success_timestamp_seconds"] = int(NOW - success_ago)
+    finished = NOW - ran_ago
+    result = {"ok": ok, "size": 40 * MIB if ok else 0, "backup_stop": int(finished - 3600)}
+    return drl.render(STANZA, repo, drl.outcome(values, result, finished - 95, finished), {"cosc471_prod": 120.0})
+
+
+def test_each_repositorys_last_drill_is_shown_with_what_it_restored() -> None:
+    answers = server()
+    for repo in (1, 2, 3):
+        answers["files"][DRILL_FILES[repo]] = drill_metrics(repo, 86400)
+    report = run_status(answers, _drill_config())
+    repo2 = report.sections["repositories"][1]
+    assert repo2["last_drill"] == {
+        "ok": True,
+        "time": dws.iso(NOW - 86400),
+        "age_seconds": 86400,
+        "duration_seconds": 95,
+        "last_success": dws.iso(NOW - 86400),
+        "last_success_age_seconds": 86400,
+        "restored_size_bytes": 40 * MIB,
+    }
+    assert not any(p for p in report.problems if "drill" in p), report.problems
+    line = next(x for x in dws.text_lines(report) if x.startswith("ok   repo2 "))
+    assert line.endswith(f"; drill ok 1.0 d ago ({dws.iso(NOW - 86400)}, took 1.6 min, 40.0 MiB restored)"), line
+
+
+def test_a_failed_drill_is_a_problem_and_the_last_success_is_shown() -> None:
+    answers = server()
+    answers["files"][DRILL_FILES[2]] = drill_metrics(2, 3600, ok=False, success_ago=20 * 86400)
+    report = run_status(answers, _drill_config())
+    assert _repo_problems(report, 2) == [
+        f"repo2: the restore drill at {dws.iso(NOW - 3600)} failed or could not run"
+        " (journalctl -u pgbackrest-drill-repo2)"
+    ]
+    line = next(x for x in dws.text_lines(report) if x.startswith("FAIL repo2 "))
+    assert "; drill FAILED 1.0 h ago" in line and line.endswith(", last success 20.0 d ago"), line
+
+
+def test_never_drilled_is_a_problem_only_once_the_first_period_has_passed() -> None:
+    answers = _with_backups_aged(server(), 30)
+    report = run_status(answers, _drill_config())
+    assert report.sections["repositories"][1]["last_drill"] is None and _repo_problems(report, 2) == []
+    assert any(x.startswith("ok   repo2 ") and x.endswith("; never drilled") for x in dws.text_lines(report))
+    answers = _with_backups_aged(server(), 34)
+    assert _repo_problems(run_status(answers, _drill_config()), 2) == [
+        "repo2: never drilled; its oldest backup is 34.0 d old (limit 33.0 d; journalctl -u pgbackrest-drill-repo2)"
+    ]
+    # Without a drill schedule, nothing about drills is shown.
+    report = run_status(answers)
+    assert "last_drill" not in report.sections["repositories"][1]
+    assert not any("drill" in x for x in dws.text_lines(report))

@@ -74,6 +74,35 @@ def test_verify_unit_runs_in_its_sandbox_and_records_its_outcome(host):
         assert f"dw_pgbackrest_verify_{name}{{" in text, text
 
 
+def test_restore_drill_timers_scheduled(host):
+    for repo, day in ((1, "08"), (2, "15"), (3, "22")):
+        timer = f"pgbackrest-drill-repo{repo}.timer"
+        assert host.service(timer).is_enabled
+        assert f"*-*-{day} 05:30:00" in host.check_output(f"systemctl show -P TimersCalendar {timer}"), timer
+
+
+def test_restore_drill_unit_restores_the_newest_backup_and_records_its_outcome(host):
+    """The scheduled drill, run now: the newest backup of repo1 restored into a scratch cluster in
+    the unit's sandbox, every environment's rows at least the live cluster's from before the backup,
+    the copy removed, the outcome in the repository's metrics file."""
+    metrics = "/var/lib/prometheus/node-exporter/dw_pgbackrest_drill_repo1.prom"
+    started = time.monotonic()
+    result = host.run("systemctl start pgbackrest-drill-repo1.service")
+    print(f"scheduled restore drill of repo1 took {time.monotonic() - started:.1f} s")
+    journal = host.check_output("journalctl -u pgbackrest-drill-repo1.service -n 20 --no-pager")
+    assert result.rc == 0, journal
+    assert "repo1 restore drill passed: backup " in journal and "cosc471_dev " in journal, journal
+    assert host.run("ls -A /var/lib/pgbackrest-drill").stdout.strip() == "", "the copy was not removed"
+    text = host.check_output(f"cat {metrics}")
+    assert f'dw_pgbackrest_drill_ok{{stanza="{STANZA}",repo="1"}} 1' in text, text
+    for name in ("last_success_timestamp_seconds", "duration_seconds", "restored_size_bytes", "max_age_seconds",
+                 "scheduled_timestamp_seconds"):
+        assert f"dw_pgbackrest_drill_{name}{{" in text, text
+    assert f'dw_pgbackrest_drill_rows{{stanza="{STANZA}",repo="1",database="cosc471_prod"}} ' in text, text
+    # The live cluster's shared memory survives the unit (it runs as postgres too).
+    assert host.run("runuser -u postgres -- psql -XAtc 'SELECT 1'").stdout.strip() == "1"
+
+
 def test_daily_backup_unit_runs_in_its_sandbox(host):
     before = len(_info(host)["backup"])
     assert host.run("systemctl start pgbackrest-daily.service").rc == 0

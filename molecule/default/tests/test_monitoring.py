@@ -42,6 +42,7 @@ OTHER_USERS = ("www-data", next(e["unit"] for e in inventory_environments() if e
 WEBHOOK_PORT = 9199
 WEBHOOK_LOG = "/run/dw-test-webhook.jsonl"
 REPO1 = role_default("pgbackrest", "pgbackrest_repo1_path")
+REPO2 = role_default("pgbackrest", "pgbackrest_repo2_path")
 BACKUP_UNIT = "pgbackrest-daily.service"
 
 # A receiver for Alertmanager's webhook: each POST body becomes one line of WEBHOOK_LOG, with the
@@ -343,3 +344,51 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
     assert status["ok"] and not status["problems"]
     assert status["sections"]["alerts"]["asked"] and status["sections"]["alerts"]["firing"] == []
     print(host.check_output("dw-status"))
+
+
+def _drill_alerts(host, status: str) -> list[dict]:
+    """DwRestoreDrillFailed notifications for repo2 at the webhook, in that status."""
+    found = []
+    for line in host.run(f"cat {WEBHOOK_LOG}").stdout.splitlines():
+        entry = json.loads(line)
+        for alert in entry["body"]["alerts"]:
+            labels = alert["labels"]
+            if (labels["alertname"], labels.get("repo"), alert["status"]) == ("DwRestoreDrillFailed", "2", status):
+                found.append({"received": entry["received"], **alert})
+    return found
+
+
+def test_restore_drill_metrics_reach_prometheus(host):
+    """test_backup.py ran repo1's drill unit: its outcome is scraped, and no drill alert fires."""
+    ok = wait_for(
+        lambda: query(host, f'dw_pgbackrest_drill_ok{{stanza="{STANZA}",repo="1"}} == 1'), 60, "the drill's metrics"
+    )
+    assert ok[0]["metric"]["host"], ok
+    assert query(host, 'dw_pgbackrest_drill_restored_size_bytes{repo="1"} > 0'), "no restored size"
+    assert query(host, 'dw_pgbackrest_drill_max_age_seconds{repo="2"}'), "repo2's drill schedule not recorded"
+    assert query(host, 'ALERTS{alertname=~"DwRestoreDrill.*"}') == []
+
+
+def test_unreadable_repository_fails_the_drill_alerts_and_recovers(host, webhook):
+    """repo2 unreadable: its drill fails loudly (non-zero exit, result 0, a journal line naming why),
+    DwRestoreDrillFailed reaches Alertmanager's webhook; readable again, the next drill clears it."""
+    mode = host.check_output(f"stat -c %a {REPO2}")
+    unit = "pgbackrest-drill-repo2.service"
+    metrics = "/var/lib/prometheus/node-exporter/dw_pgbackrest_drill_repo2.prom"
+    try:
+        host.check_output(f"chmod 000 {REPO2}")
+        assert host.run(f"systemctl start {unit}").rc != 0, "the drill should fail on an unreadable repository"
+        journal = host.check_output(f"journalctl -u {unit} -n 20 --no-pager")
+        assert "repo2 restore drill FAILED" in journal, journal
+        assert f'dw_pgbackrest_drill_ok{{stanza="{STANZA}",repo="2"}} 0' in host.check_output(f"cat {metrics}")
+        assert host.run("ls -A /var/lib/pgbackrest-drill").stdout.strip() == "", "the copy was not removed"
+        delivered = wait_for(lambda: _drill_alerts(host, "firing"), 120, "DwRestoreDrillFailed at the webhook")
+        assert "repo2" in delivered[0]["annotations"]["summary"], delivered[0]
+        rc, status = _dw_status(host)
+        assert rc == 1 and any(p.startswith("repo2: the restore drill at ") for p in status["problems"]), status
+    finally:
+        host.check_output(f"chmod {mode} {REPO2}")
+
+    assert host.run(f"systemctl start {unit}").rc == 0, host.check_output(f"journalctl -u {unit} -n 20 --no-pager")
+    assert f'dw_pgbackrest_drill_ok{{stanza="{STANZA}",repo="2"}} 1' in host.check_output(f"cat {metrics}")
+    wait_for(lambda: _drill_alerts(host, "resolved"), 120, "the resolved DwRestoreDrillFailed at the webhook")
