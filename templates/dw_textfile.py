@@ -1,7 +1,8 @@
 """Prometheus textfile metrics for the node exporter's textfile collector, written in one way.
 
-The helpers dw-backup-metrics, dw-certificate-metrics (node_exporter role) and dw-backup-verify
-(pgbackrest role) share. Both roles install this file, from templates/dw_textfile.py, as
+The helpers dw-backup-metrics, dw-certificate-metrics (node_exporter role), dw-backup-verify and
+dw-restore-drill (pgbackrest role) share: writing a file, and reading back what a former run
+wrote. Both roles install this file, from templates/dw_textfile.py, as
 /usr/local/lib/dw-metrics/dw_textfile.py, the directory each script puts first on sys.path.
 
 A sample is (metric name, labels, value); render() writes every metric a help text names that has
@@ -11,10 +12,15 @@ samples, in the order of the help texts, each with its HELP and TYPE (gauge) lin
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 
 Sample = tuple[str, Mapping[str, object], float]
+
+_SAMPLE_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
+_LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
 def number_text(value: float, decimals: int | None = None) -> str:
@@ -35,6 +41,31 @@ def label_text(labels: Mapping[str, object]) -> str:
         text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         parts.append(f'{key}="{text}"')
     return "{" + ",".join(parts) + "}"
+
+
+def read_samples(path: str | os.PathLike[str]) -> list[Sample]:
+    """The samples a former run wrote to path, labels unescaped (none when there is no file); a
+    line that is not a sample with a number is skipped: the file is a script's own record."""
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    samples: list[Sample] = []
+    for line in lines:
+        match = _SAMPLE_LINE.match(line)
+        if not match:
+            continue
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        labels = {
+            label["key"]: re.sub(r"\\[\\\"n]", lambda m: _UNESCAPE[m.group(0)], label["value"])
+            for label in _LABEL.finditer(match["labels"] or "")
+        }
+        samples.append((match["name"], labels, value))
+    return samples
 
 
 def render(help_texts: Mapping[str, str], samples: Iterable[Sample], decimals: int | None = None) -> str:
