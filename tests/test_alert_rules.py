@@ -39,8 +39,18 @@ def promtool() -> str:
     return str(binary)
 
 
-def render_rules(directory: Path) -> Path:
-    """dw-alerts.yml.j2 with the role's defaults ([[ ]] delimiters: {{ }} is Prometheus' own)."""
+# The inventory facts the defaults derive from (templated there): a three-member Patroni cluster in
+# synchronous mode, whose DwPatroni*/DwEtcd* rules are rendered and tested with the others.
+PATRONI_CLUSTER = {
+    "monitoring_patroni_hosts": ["ha-db1", "ha-db2", "ha-db3"],
+    "monitoring_etcd_hosts": ["ha-db1", "ha-db2", "ha-db3"],
+    "monitoring_patroni_synchronous_mode": True,
+}
+
+
+def render_rules(directory: Path, **overrides: object) -> Path:
+    """dw-alerts.yml.j2 with the role's defaults ([[ ]] delimiters: {{ }} is Prometheus' own), for a
+    Patroni cluster unless overrides say otherwise."""
     source = (ROLE / "templates" / "dw-alerts.yml.j2").read_text()
     first_line, body = source.split("\n", 1)
     assert first_line.startswith("#jinja2:"), "the template must keep its delimiter override line"
@@ -50,7 +60,7 @@ def render_rules(directory: Path) -> Path:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()) | PATRONI_CLUSTER | overrides
     rules = directory / "dw-alerts.yml"
     rules.write_text(env.from_string(body).render(**defaults))
     return rules
@@ -92,3 +102,37 @@ def test_alert_unit_tests(promtool: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {},
+            {
+                "DwPatroniNoLeader",
+                "DwPatroniMemberDown",
+                "DwPatroniNoSyncStandby",
+                "DwPatroniReplicationLag",
+                "DwPatroniFailover",
+                "DwEtcdMemberDown",
+            },
+        ),
+        (
+            {"monitoring_patroni_synchronous_mode": False, "monitoring_etcd_hosts": []},
+            {"DwPatroniNoLeader", "DwPatroniMemberDown", "DwPatroniReplicationLag", "DwPatroniFailover"},
+        ),
+        ({"monitoring_patroni_hosts": [], "monitoring_etcd_hosts": []}, set()),
+    ],
+    ids=["synchronous-with-etcd", "asynchronous-no-etcd", "one-database-host"],
+)
+def test_patroni_rules_only_for_a_patroni_cluster(
+    promtool: str, tmp_path: Path, overrides: dict, expected: set[str]
+) -> None:
+    """The cluster's rules follow the inventory: none for one database host, no DwPatroniNoSyncStandby
+    without synchronous mode, no DwEtcdMemberDown when etcd is not scraped; promtool takes each."""
+    rules = render_rules(tmp_path, **overrides)
+    result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {rule["alert"] for group in yaml.safe_load(rules.read_text())["groups"] for rule in group["rules"]}
+    assert {n for n in names if n.startswith(("DwPatroni", "DwEtcd"))} == expected

@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
@@ -890,6 +891,159 @@ def test_the_role_renders_the_certificate_settings() -> None:
     assert "node_exporter_textfile_dir" in defaults["dw_status_certificate_metrics_file"]
     assert "dw_certificates.prom" in defaults["dw_status_certificate_metrics_file"]
     assert "dw_status_certificate_expiry_days | int" in variables["_dw_status_config"]["certificates"]
+
+
+# --- 8. A Patroni cluster: its members as Prometheus scrapes them --------------------------------------
+
+MEMBERS = ["ha-db1", "ha-db2", "ha-db3"]
+PATRONI_CONFIG = {
+    **CONFIG,
+    "patroni": {"scope": "dw-main", "members": MEMBERS, "synchronous_mode": True, "max_lag_bytes": 16 * MIB},
+}
+PATRONI_URL = f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': dws.PATRONI_QUERY})}"
+
+
+def member_samples(host: str, up: int = 1, **values: float) -> list[dict[str, Any]]:
+    """What Prometheus answers for one member: up, then its patroni_* gauges (none while it is down)."""
+    address = f"10.89.44.1{MEMBERS.index(host) + 1}:8008" if host in MEMBERS else "10.89.44.99:8008"
+    labels = {"host": host, "instance": address, "job": "patroni"}
+    samples = [{"metric": {"__name__": "up", **labels}, "value": [NOW, str(up)]}]
+    if up:
+        samples += [
+            {"metric": {"__name__": f"patroni_{name}", "scope": "dw-main", **labels}, "value": [NOW, str(value)]}
+            for name, value in values.items()
+        ]
+    return samples
+
+
+def leader_samples(host: str, location: float, timeline: int = 4) -> list[dict[str, Any]]:
+    return member_samples(
+        host, primary=1, sync_standby=0, replica=0, postgres_running=1, postgres_timeline=timeline,
+        xlog_location=location, xlog_received_location=0, xlog_replayed_location=0,
+    )  # fmt: skip
+
+
+def replica_samples(host: str, received: float, sync: bool = False, timeline: int = 4, running: int = 1) -> list:
+    return member_samples(
+        host, primary=0, sync_standby=int(sync), replica=1, postgres_running=running,
+        postgres_timeline=timeline if running else 0, xlog_location=0,
+        xlog_received_location=received, xlog_replayed_location=received - 4096,
+    )  # fmt: skip
+
+
+def _patroni(results: list[dict[str, Any]] | None, code: int = 200) -> tuple[Any, list[str]]:
+    answers = server()
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": results}}) if code == 200 else ""
+    if code:
+        answers["http"][PATRONI_URL] = (code, body)
+    report = run_status(answers, PATRONI_CONFIG)
+    lines = dws.text_lines(report)
+    return report, [x for x in lines if ("Patroni" in x or "member " in x) and not x.startswith("  - ")]
+
+
+def _patroni_problems(report: Any) -> list[str]:
+    return [p for p in report.problems if "Patroni" in p]
+
+
+def test_a_healthy_cluster_lists_each_members_role_state_timeline_and_lag() -> None:
+    report, lines = _patroni(
+        leader_samples("ha-db1", 100 * MIB)
+        + replica_samples("ha-db2", 100 * MIB, sync=True)
+        + replica_samples("ha-db3", 100 * MIB - 1536 * 1024)
+    )
+    assert lines == [
+        "ok   Patroni dw-main: leader ha-db1, 3/3 members running, timeline 4",
+        "     member ha-db1: leader, running, timeline 4",
+        "     member ha-db2: sync standby, running, timeline 4, lag 0 B",
+        "     member ha-db3: replica, running, timeline 4, lag 1.5 MiB",
+    ]
+    assert not _patroni_problems(report)
+    assert report.sections["patroni"]["leader"] == "ha-db1"
+    assert [m["lag_bytes"] for m in report.sections["patroni"]["members"]] == [None, 0, 1536 * 1024]
+
+
+def test_a_stopped_member_a_lagging_replica_and_no_sync_standby_are_problems() -> None:
+    report, lines = _patroni(
+        leader_samples("ha-db1", 100 * MIB) + member_samples("ha-db2", up=0) + replica_samples("ha-db3", 60 * MIB)
+    )
+    assert lines == [
+        "FAIL Patroni dw-main: leader ha-db1, 2/3 members running, timeline 4",
+        "     member ha-db1: leader, running, timeline 4",
+        "FAIL member ha-db2: -, unreachable",
+        "FAIL member ha-db3: replica, running, timeline 4, lag 40.0 MiB",
+    ]
+    assert _patroni_problems(report) == [
+        "Patroni member ha-db2: unreachable",
+        "Patroni member ha-db3: 40.0 MiB behind the leader",
+        "Patroni dw-main: synchronous mode on, but no member is the synchronous standby",
+    ]
+
+
+def test_postgresql_stopped_under_patroni_and_an_old_timeline_are_problems() -> None:
+    report, lines = _patroni(
+        leader_samples("ha-db2", 10 * MIB, timeline=5)
+        + replica_samples("ha-db1", 10 * MIB, sync=True, timeline=4)
+        + replica_samples("ha-db3", 0, running=0)
+    )
+    assert lines == [
+        "FAIL Patroni dw-main: leader ha-db2, 2/3 members running, timeline 5",
+        "FAIL member ha-db1: sync standby, running, timeline 4, lag 0 B",
+        "     member ha-db2: leader, running, timeline 5",
+        "FAIL member ha-db3: replica, stopped",
+    ]
+    assert _patroni_problems(report) == [
+        "Patroni member ha-db1: on timeline 4, the leader on 5",
+        "Patroni member ha-db3: stopped",
+    ]
+
+
+def test_no_leader_and_a_member_prometheus_does_not_scrape_are_problems() -> None:
+    report, lines = _patroni(replica_samples("ha-db1", 5 * MIB) + replica_samples("ha-db2", 5 * MIB))
+    assert lines == [
+        "FAIL Patroni dw-main: NO leader, 2/3 members running",
+        "     member ha-db1: replica, running, timeline 4",
+        "     member ha-db2: replica, running, timeline 4",
+        "FAIL member ha-db3: -, not scraped",
+    ]
+    assert _patroni_problems(report) == [
+        "Patroni member ha-db3: not scraped",
+        "Patroni dw-main: no member is the leader",
+    ]
+
+
+def test_prometheus_not_answering_the_members_query_is_a_problem() -> None:
+    report, lines = _patroni(None, code=0)
+    assert lines == [
+        f"FAIL Patroni dw-main: Prometheus at {PROMETHEUS} does not answer the members' metrics"
+        " ([Errno 111] Connection refused)"
+    ]
+    assert _patroni_problems(report) == [
+        f"Patroni dw-main: Prometheus at {PROMETHEUS} does not answer the members' metrics"
+        " ([Errno 111] Connection refused): the cluster's state is unknown"
+    ]
+
+
+def test_no_patroni_section_without_a_cluster() -> None:
+    report = run_status(server())
+    assert "patroni" not in report.sections
+    assert not any("Patroni" in line for line in dws.text_lines(report))
+
+
+def test_the_role_renders_the_patroni_settings() -> None:
+    import yaml
+
+    role = REPO_ROOT / "roles" / "dw_status"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    variables = yaml.safe_load((role / "vars" / "main.yml").read_text())
+    # The alert's threshold and the patroni role's settings, each from the role that owns it.
+    assert defaults["dw_status_patroni_max_lag_bytes"] == "{{ monitoring_patroni_max_lag_bytes | default(16777216) }}"
+    monitoring = yaml.safe_load((REPO_ROOT / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
+    assert monitoring["monitoring_patroni_max_lag_bytes"] == 16777216
+    assert "patroni_scope" in defaults["dw_status_patroni_scope"]
+    assert "patroni_synchronous_mode" in defaults["dw_status_patroni_synchronous_mode"]
+    # Only where Prometheus is asked (the monitoring host) and the inventory has a cluster.
+    rendered = variables["_dw_status_config"]["patroni"]
+    assert "dw_status_prometheus_url | trim and dw_status_patroni_members | length > 0" in rendered
 
 
 # --- 9. The sample in docs/daily-operation.md --------------------------------------------------------

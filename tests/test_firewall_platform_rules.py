@@ -199,6 +199,27 @@ CASES = {
         settings(),
         [rule("pgbackrest-tls", 8432, ["10.89.44.11", "10.89.44.12", "10.89.44.13"], "pgbackrest")],
     ),
+    # molecule/ha as it converges site.yml: monitoring on the repository host, which reads the
+    # members' Patroni and etcd metrics and every node exporter.
+    "ha ha-db1, monitoring on ha-backup1": (
+        HA_GROUPS | {"monitoring_servers": ["ha-backup1"]},
+        HA,
+        "ha-db1",
+        settings(node_exporter_listen_address="10.89.44.11"),
+        [
+            *_ha_db("ha-db1", ["10.89.44.12", "10.89.44.13"]),
+            rule("patroni-rest-api-monitoring", 8008, ["10.89.44.15"], "patroni"),
+            rule("etcd-monitoring", 2379, ["10.89.44.15"], "etcd"),
+            rule("node-exporter", 9100, ["10.89.44.15"], "node_exporter"),
+        ],
+    ),
+    "ha ha-backup1, monitoring on ha-backup1": (
+        HA_GROUPS | {"monitoring_servers": ["ha-backup1"]},
+        HA,
+        "ha-backup1",
+        settings(node_exporter_listen_address="10.89.44.15"),
+        [rule("pgbackrest-tls", 8432, ["10.89.44.11", "10.89.44.12", "10.89.44.13"], "pgbackrest")],
+    ),
     # The cluster with its own ports and a monitoring group (api1): the ports follow the inventory.
     "cluster db1, own ports, monitoring on api1": (
         CLUSTER_GROUPS | {"monitoring_servers": ["api1"]},

@@ -6,10 +6,12 @@ against them (killing and starting a member): traffic stays on the scenario's ne
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,19 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
-from support import PROJECT, api_key, environments, plain_output, run_playbook, start_load, stop_load, vault, wait_for
+from support import (
+    PROJECT,
+    api_key,
+    environments,
+    plain_output,
+    read_vault,
+    role_default,
+    run_playbook,
+    start_load,
+    stop_load,
+    vault,
+    wait_for,
+)
 
 __all__ = ["api_key", "environments", "plain_output", "run_playbook", "start_load", "stop_load", "vault", "wait_for"]
 
@@ -29,6 +43,33 @@ MEASUREMENTS = PROJECT / ".cache" / "ha-measurements.jsonl"
 @pytest.fixture(scope="session")
 def api():
     return testinfra.get_host("podman://ha-api1")
+
+
+# The monitoring host: Prometheus and Alertmanager on loopback there, behind basic auth.
+MONITOR = "ha-backup1"
+PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
+ALERTMANAGER = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_alertmanager_port')}"
+
+
+@functools.cache
+def _monitoring_auth() -> str:
+    """curl's -u for Prometheus and Alertmanager: the role's user, the vault's monitoring password."""
+    user = role_default("monitoring", "monitoring_web_username")
+    return f"-u {shlex.quote(user + ':' + read_vault()['vault_monitoring_web_password'])}"
+
+
+def prometheus_query(promql: str) -> list[dict]:
+    url = f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    out = member(MONITOR).check_output(f"curl -fsS {_monitoring_auth()} {shlex.quote(url)}")
+    return json.loads(out)["data"]["result"]
+
+
+def alertmanager_alerts(alertname: str) -> list[dict]:
+    """The alerts of that name Alertmanager holds now (active ones; a resolved one is gone)."""
+    matcher = 'alertname="' + alertname + '"'
+    url = f"{ALERTMANAGER}/api/v2/alerts?{urllib.parse.urlencode({'filter': matcher})}"
+    out = member(MONITOR).check_output(f"curl -fsS {_monitoring_auth()} {shlex.quote(url)}")
+    return [a for a in json.loads(out) if a["status"]["state"] == "active"]
 
 
 def member(name: str):

@@ -19,6 +19,7 @@ import uuid
 import pytest
 from conftest import (
     MEMBERS,
+    alertmanager_alerts,
     api_key,
     cluster_view,
     leader,
@@ -245,6 +246,15 @@ def _failover_once(api, environments, vault) -> dict:
     record(measurement)
     assert not lost, f"acknowledged writes missing after the failover: {lost[:20]}"
     assert leader(view) == new
+    # Monitoring saw it: DwPatroniFailover in Alertmanager, naming the new leader's timeline (an
+    # alert still firing from an earlier switchover is resent with it within Prometheus' resend delay).
+    summary_end = f"now on timeline {next(m['TL'] for m in view if m['Member'] == new)}"
+    wait_for(
+        lambda: [a for a in alertmanager_alerts("DwPatroniFailover")
+                 if a["annotations"]["summary"].endswith(summary_end)],
+        90,
+        f"DwPatroniFailover ({summary_end}) in Alertmanager",
+    )
     return measurement
 
 

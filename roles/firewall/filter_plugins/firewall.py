@@ -234,7 +234,8 @@ def platform_rules(
       host, not a database host): a database host (every member of a Patroni cluster) admits the
       repository host, and the repository host admits the database hosts; no one else;
     - a Patroni cluster (several database hosts): members replicate to each other and reach each
-      other's etcd and Patroni REST API; nothing else reaches etcd or the REST API;
+      other's etcd and Patroni REST API; a monitoring host outside the cluster reaches the REST
+      API and etcd's client port; nothing else reaches etcd or the REST API;
     - a node exporter the inventory opens (node_exporter_listen_address not loopback) from the
       monitoring host (the monitoring_servers group, else the first database host) only;
     - the edge's HTTPS ports (an API host) from ingest_client_networks.
@@ -262,6 +263,15 @@ def platform_rules(
             _rule("etcd", [settings["etcd_client_port"], settings["etcd_peer_port"]], members, "etcd"),
             _rule("patroni-rest-api", settings["patroni_restapi_port"], members, "patroni"),
         ]
+        # Prometheus on a monitoring host outside the cluster reads the members' metrics: Patroni's
+        # REST API and etcd's client port (each with a client certificate of the CA), not etcd's
+        # peer port.
+        scrapers = _addresses([h for h in monitoring_hosts if h not in db_hosts], addresses, host)
+        if scrapers:
+            rules += [
+                _rule("patroni-rest-api-monitoring", settings["patroni_restapi_port"], scrapers, "patroni"),
+                _rule("etcd-monitoring", settings["etcd_client_port"], scrapers, "etcd"),
+            ]
 
     if settings["node_exporter_listen_address"] not in LOOPBACK_ADDRESSES:
         scrapers = _addresses(monitoring_hosts, addresses, host)
