@@ -32,8 +32,8 @@ MAX_REQUESTS = 50_000
 def _connect(url: str) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     if parts.scheme == "https":  # the system trust store, which holds the inventory's CA
-        return http.client.HTTPSConnection(parts.hostname, parts.port, context=ssl.create_default_context(), timeout=30)
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        return http.client.HTTPSConnection(parts.hostname, parts.port, context=ssl.create_default_context(), timeout=60)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
 
 
 def drive(target: dict, results: dict) -> None:

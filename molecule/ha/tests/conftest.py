@@ -45,6 +45,12 @@ def api():
     return testinfra.get_host("podman://ha-api1")
 
 
+@pytest.fixture(scope="session")
+def client():
+    """The data collection team's machine: the tests' load goes from it through the edge."""
+    return testinfra.get_host("podman://ha-client1")
+
+
 # The monitoring host: Prometheus and Alertmanager on loopback there, behind basic auth.
 MONITOR = "ha-backup1"
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"

@@ -45,9 +45,10 @@ def _prod(environments) -> dict:
 
 
 def _load_target(environments, vault, symbol: str) -> list[dict]:
-    """One writer through the prod API, directly on ha-api1, a record every 50 ms."""
+    """One writer on ha-client1, through the edge on ha-api1 over HTTPS to the prod API, as the
+    data collection team writes; a record every 50 ms."""
     prod = _prod(environments)
-    return [{"name": "prod", "url": f"http://127.0.0.1:{prod['api_port']}/ingest/market-data/",
+    return [{"name": "prod", "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
              "key": api_key(vault, "prod"), "symbol": symbol, "keepalive": True,
              "pause": 0.05, "ack_times": True}]
 
@@ -207,11 +208,11 @@ def test_api_env_names_every_member(api, environments):
         assert "sslmode=verify-full" in url and "target_session_attrs=read-write" in url, env["name"]
 
 
-def _failover_once(api, environments, vault) -> dict:
+def _failover_once(client, environments, vault) -> dict:
     view = wait_healthy()
     old = leader(view)
     symbol = f"FO{uuid.uuid4().hex[:6].upper()}"
-    start_load(api, WORK, _load_target(environments, vault, symbol))
+    start_load(client, WORK, _load_target(environments, vault, symbol))
     time.sleep(5)
     killed_at = time.time()
     # The whole host: its address then swallows connection attempts, as a dead server's does.
@@ -219,7 +220,7 @@ def _failover_once(api, environments, vault) -> dict:
     new = wait_for(lambda: (lead := leader(cluster_view())) not in (None, old) and lead, 90, "a new leader")
     promoted_at = time.time()
     time.sleep(10)
-    result = stop_load(api, WORK, timeout=60)["prod"]
+    result = stop_load(client, WORK, timeout=60)["prod"]
 
     acked = {n for n, _ in result["ack_times"]}
     after = sorted(t for _, t in result["ack_times"] if t > killed_at)
@@ -239,12 +240,17 @@ def _failover_once(api, environments, vault) -> dict:
         "test": "failover", "old_leader": old, "new_leader": new,
         "promoted_s": round(promoted_at - killed_at, 1),
         "write_outage_s": round(outage, 2),
-        "acked": len(acked), "lost": len(lost), "failed_requests": len(result["failures"]),
+        "sent": result["sent"], "acked": len(acked), "lost": len(lost),
+        "failed_requests": len(result["failures"]), "worst_latency_s": round(result["max_latency"], 2),
         "old_leader_rejoined_s": round(rejoined, 1),
         "old_leader_role": next(m["Role"] for m in view if m["Member"] == old),
+        "failures": result["failures"][:5],
     }
     record(measurement)
     assert not lost, f"acknowledged writes missing after the failover: {lost[:20]}"
+    # The write in flight on the killed leader is retried on the new one within the API's budget
+    # (ingest_api_db_write_retry_seconds): the client sees latency, not an error.
+    assert not result["failures"], result["failures"][:10]
     assert leader(view) == new
     # Monitoring saw it: DwPatroniFailover in Alertmanager, naming the new leader's timeline (an
     # alert still firing from an earlier switchover is resent with it within Prometheus' resend delay).
@@ -258,24 +264,24 @@ def _failover_once(api, environments, vault) -> dict:
     return measurement
 
 
-def test_unplanned_failover_loses_no_acknowledged_write(api, environments, vault):
-    runs = [_failover_once(api, environments, vault) for _ in range(FAILOVER_RUNS)]
+def test_unplanned_failover_fails_no_request_and_loses_no_acknowledged_write(client, environments, vault):
+    runs = [_failover_once(client, environments, vault) for _ in range(FAILOVER_RUNS)]
     _summary("failover", runs, ["write_outage_s", "promoted_s", "lost", "failed_requests",
                                 "old_leader_rejoined_s"])
 
 
-def _switchover_once(api, environments, vault) -> dict:
+def _switchover_once(client, environments, vault) -> dict:
     view = wait_healthy()
     old = leader(view)
     symbol = f"SW{uuid.uuid4().hex[:6].upper()}"
-    start_load(api, WORK, _load_target(environments, vault, symbol))
+    start_load(client, WORK, _load_target(environments, vault, symbol))
     time.sleep(3)
     started = time.monotonic()
     switched = run_playbook("switchover.yml")
     took = time.monotonic() - started
     assert switched.returncode == 0, switched.stdout[-3000:]
     time.sleep(3)
-    result = stop_load(api, WORK, timeout=60)["prod"]
+    result = stop_load(client, WORK, timeout=60)["prod"]
     view = wait_healthy()
     new = leader(view)
     acked = {n for n, _ in result["ack_times"]}
@@ -293,8 +299,8 @@ def _switchover_once(api, environments, vault) -> dict:
     return measurement
 
 
-def test_planned_switchover_fails_no_request(api, environments, vault):
-    runs = [_switchover_once(api, environments, vault) for _ in range(SWITCHOVER_RUNS)]
+def test_planned_switchover_fails_no_request(client, environments, vault):
+    runs = [_switchover_once(client, environments, vault) for _ in range(SWITCHOVER_RUNS)]
     _summary("switchover", runs, ["failed_requests", "worst_latency_s", "playbook_s"])
 
 
@@ -366,7 +372,7 @@ def test_only_members_reach_etcd_and_the_rest_api(api, port):
     assert member(other).run(probe).rc == 0, f"{other} could not reach {lead}:{port}"
 
 
-def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(api, environments, vault):
+def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(client, environments, vault):
     view = wait_healthy()
     # The first member in inventory order leads: the order in which the leader phase once switched
     # over three times, ending where it began, instead of once. Only a synchronous standby can take
@@ -387,11 +393,11 @@ def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(
     timeline = next(m["TL"] for m in view if m["Member"] == old)
     started = {name: psql(member(name), "SELECT pg_postmaster_start_time()") for name in MEMBERS}
     symbol = f"RR{uuid.uuid4().hex[:6].upper()}"
-    start_load(api, WORK, _load_target(environments, vault, symbol))
+    start_load(client, WORK, _load_target(environments, vault, symbol))
     time.sleep(2)
     rolled = run_playbook("patroni-rolling-restart.yml", timeout=900)
     assert rolled.returncode == 0, rolled.stdout[-3000:]
-    result = stop_load(api, WORK, timeout=60)["prod"]
+    result = stop_load(client, WORK, timeout=60)["prod"]
     view = wait_healthy()
     restarted = {name: psql(member(name), "SELECT pg_postmaster_start_time()") for name in MEMBERS}
     record({"test": "rolling restart", "sent": result["sent"], "failed_requests": len(result["failures"]),
