@@ -885,7 +885,10 @@ def test_the_role_renders_the_certificate_settings() -> None:
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
     variables = yaml.safe_load((role / "vars" / "main.yml").read_text())
     # The alert's days, the collector's file: each from the role that owns it.
-    assert defaults["dw_status_certificate_expiry_days"] == "{{ monitoring_certificate_expiry_days | default(21) }}"
+    assert defaults["dw_status_certificate_expiry_days"] == (
+        "{{ monitoring_certificate_expiry_days"
+        " | default('monitoring' | dw_role_default('monitoring_certificate_expiry_days')) }}"
+    )
     monitoring = yaml.safe_load((REPO_ROOT / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
     assert monitoring["monitoring_certificate_expiry_days"] == 21
     assert "node_exporter_textfile_dir" in defaults["dw_status_certificate_metrics_file"]
@@ -1036,7 +1039,10 @@ def test_the_role_renders_the_patroni_settings() -> None:
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
     variables = yaml.safe_load((role / "vars" / "main.yml").read_text())
     # The alert's threshold and the patroni role's settings, each from the role that owns it.
-    assert defaults["dw_status_patroni_max_lag_bytes"] == "{{ monitoring_patroni_max_lag_bytes | default(16777216) }}"
+    assert defaults["dw_status_patroni_max_lag_bytes"] == (
+        "{{ monitoring_patroni_max_lag_bytes"
+        " | default('monitoring' | dw_role_default('monitoring_patroni_max_lag_bytes')) }}"
+    )
     monitoring = yaml.safe_load((REPO_ROOT / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
     assert monitoring["monitoring_patroni_max_lag_bytes"] == 16777216
     assert "patroni_scope" in defaults["dw_status_patroni_scope"]
