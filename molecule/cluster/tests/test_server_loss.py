@@ -95,6 +95,18 @@ def test_the_restore_drill_runs_on_the_database_host_from_the_repository_host():
     assert "repo1 verified:" in output and "restore drill passed, counts match" in output, output[-4000:]
 
 
+def test_the_scheduled_drill_restores_on_the_repository_host(backup1):
+    # The timer's unit on the dedicated repository host: the newest backup restored into a scratch
+    # copy there (pg1 reset to local), counted, removed; its outcome in the node exporter's metrics.
+    unit = "pgbackrest-drill-repo1.service"
+    started = backup1.run(f"systemctl start {unit}")
+    journal = backup1.check_output(f"journalctl -u {unit} -n 5 --no-pager -o cat")
+    assert started.rc == 0 and "repo1 restore drill passed" in journal, journal
+    metrics = backup1.check_output("cat /var/lib/prometheus/node-exporter/dw_pgbackrest_drill_repo1.prom")
+    assert 'dw_pgbackrest_drill_ok{stanza="main-cluster",repo="1"} 1' in metrics, metrics
+    assert backup1.run("ls -A /var/lib/pgbackrest-drill").stdout.strip() == "", "the copy was not removed"
+
+
 def _fresh_db1() -> None:
     """db1 again, with the options molecule gives it (molecule.yml), and no data."""
     platforms = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]
