@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.machinery import SourceFileLoader
+from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -14,6 +17,15 @@ import pytest
 TEXTFILE_LIBRARY = str(Path(__file__).resolve().parent.parent / "templates")
 sys.path.insert(0, TEXTFILE_LIBRARY)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TEXTFILE_LIBRARY, os.environ.get("PYTHONPATH")]))
+
+
+def load_source(path: Path, name: str) -> ModuleType:
+    """The Python file at path as a module named name: a role's script without the .py
+    extension (dw-status, dw-backup-verify, ...) or a role's filter plugin."""
+    loader = SourceFileLoader(name, str(path))
+    module = module_from_spec(spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import os
 import stat
-from importlib.machinery import SourceFileLoader
-from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "roles" / "pgbackrest" / "files" / "dw-backup-verify"
 STANZA = "main-cluster"
 
 
-def _load_script() -> Any:
-    loader = SourceFileLoader("dw_backup_verify", str(SCRIPT))
-    module = module_from_spec(spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    return module
-
-
-dbv = _load_script()
+dbv = load_source(SCRIPT, "dw_backup_verify")
 
 HEALTHY = """\
 stanza: main-cluster

@@ -21,10 +21,10 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from importlib.machinery import SourceFileLoader
-from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 from typing import Any
+
+from conftest import load_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "roles" / "dw_status" / "files" / "dw-status"
@@ -34,16 +34,9 @@ BEGIN, END = "<!-- dw-status sample: begin -->", "<!-- dw-status sample: end -->
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def _load_script(path: Path, name: str) -> Any:
-    loader = SourceFileLoader(name, str(path))
-    module = module_from_spec(spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    return module
-
-
-dws = _load_script(SCRIPT, "dw_status_script")
+dws = load_source(SCRIPT, "dw_status_script")
 # The verify metrics are written by the script the verify timers run (its own render).
-dbv = _load_script(VERIFY_SCRIPT, "dw_backup_verify_script")
+dbv = load_source(VERIFY_SCRIPT, "dw_backup_verify_script")
 
 # --- The service's own /metrics ---------------------------------------------------------------------
 
@@ -1082,7 +1075,7 @@ if __name__ == "__main__":
 # --- 5. The restore drill ----------------------------------------------------------------------------
 
 # The drill metrics are written by the script the drill timers run (its own render).
-drl = _load_script(REPO_ROOT / "roles" / "pgbackrest" / "files" / "dw-restore-drill", "dw_restore_drill_script")
+drl = load_source(REPO_ROOT / "roles" / "pgbackrest" / "files" / "dw-restore-drill", "dw_restore_drill_script")
 DRILL_FILES = {r: f"/var/lib/prometheus/node-exporter/dw_pgbackrest_drill_repo{r}.prom" for r in (1, 2, 3)}
 DRILL_LIMIT = 33 * 86400  # the default period (31 d) plus margin (48 h)
 

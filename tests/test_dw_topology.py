@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from conftest import load_source
 
 ROOT = Path(__file__).resolve().parents[1]
-_SPEC = importlib.util.spec_from_file_location(
-    "dw_topology", ROOT / "roles" / "dw_environments" / "filter_plugins" / "dw_topology.py"
-)
-assert _SPEC and _SPEC.loader
-topo = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(topo)
+topo = load_source(ROOT / "roles" / "dw_environments" / "filter_plugins" / "dw_topology.py", "dw_topology")
 
 SINGLE = {"all": ["db1"], "db_servers": ["db1"], "backup_servers": ["db1"], "api_servers": ["db1"]}
 CLUSTER = {"db_servers": ["db1"], "backup_servers": ["backup1"], "api_servers": ["api1", "api2"]}

@@ -6,28 +6,19 @@ port it opens; the ports come from the owning roles' defaults (firewall_owner_se
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from conftest import load_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = REPO_ROOT / "roles/firewall/filter_plugins/firewall.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("firewall_filters", PLUGIN)
-    assert spec and spec.loader, f"cannot load {PLUGIN}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plugin = _load()
+plugin = load_source(PLUGIN, "firewall_filters")
 
 # The edge's ports of the inventories' dw_environments (api_port + 443: 8000, 8001, 8002).
 EDGE_PORTS = [8443, 8444, 8445]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from conftest import load_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,15 +14,7 @@ PLUGIN = REPO_ROOT / "roles/ingest_api/lookup_plugins/ingest_api_release_id.py"
 SUBDIRS = ["dw_ingest", "sql"]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ingest_api_release_id", PLUGIN)
-    assert spec and spec.loader, f"cannot load {PLUGIN}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plugin = _load()
+plugin = load_source(PLUGIN, "ingest_api_release_id")
 
 
 @pytest.fixture

@@ -12,26 +12,18 @@ import fcntl
 import json
 import os
 import stat
-from importlib.machinery import SourceFileLoader
-from importlib.util import module_from_spec, spec_from_loader
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_ROOT / "roles" / "pgbackrest" / "files" / "dw-restore-drill"
 STANZA = "main-cluster"
 
 
-def _load_script() -> Any:
-    loader = SourceFileLoader("dw_restore_drill", str(SCRIPT))
-    module = module_from_spec(spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    return module
-
-
-drill = _load_script()
+drill = load_source(SCRIPT, "dw_restore_drill")
 
 
 def _backup(label: str, repo: int, stop: int, size: int = 100, error: bool = False) -> dict[str, Any]:
