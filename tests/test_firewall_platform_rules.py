@@ -1,8 +1,9 @@
-"""The firewall role's own rules (firewall_platform_rules) for each layout the repository has: the single
-host (molecule/default, inventories/production), the cluster (molecule/cluster), and the Patroni cluster
-(molecule/ha). The expected rules are the ones playbooks/firewall.yml computed with play-level Jinja
-before the role took it over (rendered for these groups and addresses), each now naming the role whose
-port it opens; the ports come from the owning roles' defaults (firewall_owner_settings)."""
+"""The firewall role's own rules (firewall_platform_rules) for each layout the repository has: the
+single host (molecule/default, inventories/production), a split one (one database host, an API host
+and a dedicated repository host), and the Patroni cluster (molecule/ha). The expected rules are the
+ones playbooks/firewall.yml computed with play-level Jinja before the role took it over (rendered
+for these groups and addresses), each now naming the role whose port it opens; the ports come from
+the owning roles' defaults (firewall_owner_settings)."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ HA = {
 
 
 def _cluster_settings(host: str) -> dict[str, Any]:
-    """molecule/cluster's group_vars: every managed host's node exporter on its address, the edge
+    """The split layout's settings: every managed host's node exporter on its address, the edge
     open to client1 (api_servers)."""
     own: dict[str, Any] = {"node_exporter_listen_address": CLUSTER[host]}
     if host == "api1":
@@ -146,7 +147,7 @@ CASES = {
         settings(ingest_client_networks=["198.51.100.0/24"]),
         [rule("ingest-edge", EDGE_PORTS, ["198.51.100.0/24"], "ingest_edge")],
     ),
-    # molecule/cluster: db1, api1, backup1 (the repository host), client1 (not a server).
+    # The split layout: db1, api1, backup1 (the repository host), client1 (not a server).
     "cluster db1": (
         CLUSTER_GROUPS,
         CLUSTER,

@@ -1,7 +1,7 @@
 """Closed-loop load against API environments until a stop file appears (or a time bound).
 
 Runs inside a test host, started by support.start_load: a password rotation writes through each
-API directly, the cluster scenario's client writes through the TLS edge. Each request carries a
+API directly, the ha scenario's client writes through the TLS edge. Each request carries a
 distinct record; result.json lists per environment the requests sent, acknowledged (200) and
 every failure, so a test can check that nothing failed and nothing acknowledged is missing, and
 the longest a request took (max_latency, seconds).

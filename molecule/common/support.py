@@ -39,6 +39,21 @@ def role_default(role: str, name: str):
     return yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text())[name]
 
 
+STANZA = role_default("pgbackrest", "pgbackrest_stanza")
+# pgBackRest inside a host, as the user that owns the cluster and the repositories.
+PGBACKREST = f"runuser -u postgres -- pgbackrest --stanza={STANZA}"
+
+
+def backups(host) -> list[dict]:
+    """The stanza's backups as `pgbackrest info` lists them on that host, oldest first."""
+    return json.loads(host.check_output(f"{PGBACKREST} info --output=json"))[0]["backup"]
+
+
+def connects(source, address: str, port: int, timeout: int = 4) -> bool:
+    """Whether a TCP connection from the source host to address:port is accepted in time."""
+    return source.run(f"timeout {timeout} bash -c '</dev/tcp/{address}/{port}'").rc == 0
+
+
 def inventory_environments() -> list[dict]:
     """dw_environments of the local inventory, each with its derived names (unit, edge_port, ...)."""
     group_vars = yaml.safe_load((INVENTORY / "group_vars" / "all" / "vars.yml").read_text())

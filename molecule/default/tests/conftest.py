@@ -14,7 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
 from support import (  # noqa: E402
     NAMES,
+    PGBACKREST,
     PROJECT,
+    STANZA,
     api_key,
     inventory_environments,
     role_default,
@@ -25,14 +27,22 @@ from support import (  # noqa: E402
     wait_for,
 )
 
-STANZA = role_default("pgbackrest", "pgbackrest_stanza")
 # Where each environment's env file lives on the API host: the old server's path, which its
 # operators look for (a contract to hold, not a default to mirror).
 API_CONFIG_DIR = "/etc/dw-api"
-# pgBackRest inside the host, as the user that owns the cluster and the repositories.
-PGBACKREST = f"runuser -u postgres -- pgbackrest --stanza={STANZA}"
-
-__all__ = ["NAMES", "PROJECT", "api_key", "run_playbook", "start_load", "stop_load", "vault", "wait_for"]
+__all__ = [
+    "NAMES",
+    "PGBACKREST",
+    "PROJECT",
+    "STANZA",
+    "api_key",
+    "role_default",
+    "run_playbook",
+    "start_load",
+    "stop_load",
+    "vault",
+    "wait_for",
+]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """The ha scenario's hosts, and how the tests read the Patroni cluster.
 
-Every check runs inside the scenario's own containers (podman exec), or as podman on the host
-against them (killing and starting a member): traffic stays on the scenario's network.
+The production-shaped layout: three Patroni members, ha-api1 (the APIs, their edge, the
+simulator), ha-backup1 (the repository host and the monitoring host) and ha-client1 (the data
+collection team's machine, outside the servers). Every check runs inside the scenario's own
+containers (podman exec), or as podman on the host against them (killing and starting a member):
+traffic stays on the scenario's network.
 """
 
 from __future__ import annotations
@@ -16,12 +19,17 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
 from support import (
+    PGBACKREST,
     PROJECT,
+    STANZA,
     api_key,
+    backups,
+    connects,
     environments,
     plain_output,
     read_vault,
@@ -33,9 +41,25 @@ from support import (
     wait_for,
 )
 
-__all__ = ["api_key", "environments", "plain_output", "run_playbook", "start_load", "stop_load", "vault", "wait_for"]
+__all__ = [
+    "PGBACKREST",
+    "STANZA",
+    "api_key",
+    "backups",
+    "connects",
+    "environments",
+    "plain_output",
+    "run_playbook",
+    "start_load",
+    "stop_load",
+    "vault",
+    "wait_for",
+]
 
+SCENARIO = Path(__file__).resolve().parents[1]
 MEMBERS = ("ha-db1", "ha-db2", "ha-db3")
+# The servers Ansible manages (the client only trusts the CA and serves the test PGDG mirror).
+SERVERS = (*MEMBERS, "ha-api1", "ha-backup1")
 # Where each test appends what it measured (one JSON object per line), for the closing figures.
 MEASUREMENTS = PROJECT / ".cache" / "ha-measurements.jsonl"
 
@@ -49,6 +73,19 @@ def api():
 def client():
     """The data collection team's machine: the tests' load goes from it through the edge."""
     return testinfra.get_host("podman://ha-client1")
+
+
+@pytest.fixture(scope="session")
+def repository():
+    """ha-backup1: pgBackRest's repository host (the backup timers, repo1 and repo2)."""
+    return testinfra.get_host("podman://ha-backup1")
+
+
+@pytest.fixture(scope="session")
+def address() -> dict[str, str]:
+    """Inventory host -> its pinned address on the scenario's network."""
+    platforms = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]
+    return dict(platforms[0]["etc_hosts"])
 
 
 # The monitoring host: Prometheus and Alertmanager on loopback there, behind basic auth.
@@ -119,6 +156,11 @@ def healthy(view: list[dict]) -> bool:
 
 def wait_healthy(timeout: float = 180) -> list[dict]:
     return wait_for(lambda: (v := cluster_view()) and healthy(v) and v, timeout, "a healthy Patroni cluster")
+
+
+def leading():
+    """The member that leads, once the cluster is healthy, as a testinfra host."""
+    return member(leader(wait_healthy()))
 
 
 def psql(host, sql: str, db: str = "postgres", check: bool = True):

@@ -14,8 +14,11 @@ import time
 from conftest import (
     MEMBERS,
     MONITOR,
+    SERVERS,
+    STANZA,
     alertmanager_alerts,
     cluster_view,
+    connects,
     leader,
     member,
     prometheus_query,
@@ -23,7 +26,9 @@ from conftest import (
     wait_for,
     wait_healthy,
 )
+from support import role_default
 
+NODE_EXPORTER_PORT = role_default("node_exporter", "node_exporter_port")
 # The alerts a healthy cluster must not have firing.
 CLUSTER_ALERTS = "DwPatroniNoLeader|DwPatroniMemberDown|DwPatroniNoSyncStandby|DwPatroniReplicationLag|DwEtcdMemberDown"
 
@@ -112,3 +117,51 @@ def test_dw_status_lists_the_members_with_their_roles():
     for name, role in roles.items():
         assert f"member {name}: {role}, running" in text, text
     assert cluster_view()  # the cluster is still whole for the next module
+
+
+def test_every_server_is_scraped_from_the_monitoring_host():
+    wait_for(lambda: _hosts('up{job="node"} == 1') >= set(SERVERS), 60, "every server's node exporter up")
+
+
+def test_only_the_monitoring_host_reaches_the_node_exporters(api, client, address):
+    monitor = member(MONITOR)
+    for name in (*MEMBERS, "ha-api1"):
+        assert connects(monitor, address[name], NODE_EXPORTER_PORT), name
+        assert not connects(client, address[name], NODE_EXPORTER_PORT), name
+    assert not connects(api, address[MEMBERS[0]], NODE_EXPORTER_PORT)
+    assert not connects(member(MEMBERS[0]), address["ha-api1"], NODE_EXPORTER_PORT)
+
+
+def test_the_repository_hosts_backups_reach_prometheus(repository):
+    repository.check_output("systemctl start dw-backup-metrics.service")
+    ends = wait_for(
+        lambda: prometheus_query(
+            f'max by (repo) (dw_pgbackrest_backup_last_end_timestamp_seconds{{host="{MONITOR}"}})'
+        ),
+        60,
+        "the repository host's backup end times in Prometheus",
+    )
+    assert {r["metric"]["repo"] for r in ends} >= {"1", "2"}, ends
+    assert all(0 < time.time() - float(r["value"][1]) < 86400 for r in ends), ends
+
+
+def test_a_failed_backup_on_the_repository_host_reaches_alertmanager_and_clears(repository):
+    # The stanza's backup directory in repo1: a backup writes its new set there.
+    backups = f"{role_default('pgbackrest', 'pgbackrest_repo1_path')}/backup/{STANZA}"
+    mode = repository.check_output(f"stat -c %a {backups}")
+    unit = "pgbackrest-daily.service"
+
+    def alerted() -> list[dict]:
+        return [a for a in alertmanager_alerts("DwBackupUnitFailed") if a["labels"].get("host") == MONITOR]
+
+    repository.check_output(f"chmod 0500 {backups}")
+    try:
+        assert repository.run(f"systemctl start {unit}").rc != 0
+        alert = wait_for(alerted, 90, "DwBackupUnitFailed for the repository host in Alertmanager")[0]
+        assert alert["labels"]["name"] == unit, alert
+    finally:
+        repository.check_output(f"chmod {mode} {backups}")
+    # The repaired run clears it.
+    assert repository.run(f"systemctl start {unit}").rc == 0
+    wait_for(lambda: not alerted(), 90, "DwBackupUnitFailed to clear in Alertmanager")
+    repository.check_output("systemctl start dw-backup-metrics.service")

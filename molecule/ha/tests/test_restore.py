@@ -10,15 +10,21 @@ import re
 import time
 import uuid
 
-import testinfra
-from conftest import MEMBERS, api_key, leader, member, plain_output, psql, run_playbook, wait_for, wait_healthy
+from conftest import (
+    MEMBERS,
+    PGBACKREST,
+    api_key,
+    backups,
+    leader,
+    member,
+    plain_output,
+    psql,
+    run_playbook,
+    wait_for,
+    wait_healthy,
+)
 
-PGBACKREST = "runuser -u postgres -- pgbackrest --stanza=main-cluster"
 DATABASE = "cosc471_test"
-
-
-def _repository():
-    return testinfra.get_host("podman://ha-backup1")
 
 
 def _timeline(wal_segment: str) -> int:
@@ -38,15 +44,13 @@ def _holds(host, symbol: str) -> bool:
     return psql(host, f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", DATABASE) == "1"
 
 
-def test_a_backup_taken_after_a_failover_passes_the_drill():
+def test_a_backup_taken_after_a_failover_passes_the_drill(repository):
     view = wait_healthy()
-    repository = _repository()
-    backups = json.loads(repository.check_output(f"{PGBACKREST} info --output=json"))[0]["backup"]
-    first_timeline = _timeline(backups[0]["archive"]["start"])
+    first = backups(repository)[0]
     # The failovers and switchovers before this test moved the cluster to a later timeline.
-    assert view[0]["TL"] > first_timeline, (view, backups[0]["archive"])
+    assert view[0]["TL"] > _timeline(first["archive"]["start"]), (view, first["archive"])
     repository.check_output(f"{PGBACKREST} --repo=1 --type=incr backup")
-    newest = json.loads(repository.check_output(f"{PGBACKREST} info --output=json"))[0]["backup"][-1]
+    newest = backups(repository)[-1]
     assert _timeline(newest["archive"]["start"]) == view[0]["TL"], newest["archive"]
     drill = run_playbook("restore-drill.yml")
     flat = plain_output(drill.stdout + drill.stderr)
@@ -61,7 +65,7 @@ def test_a_backup_taken_after_a_failover_passes_the_drill():
     assert sum(int(live) for _, live, _ in rows) > 0, rows
 
 
-def test_point_in_time_restore_of_the_cluster(api, environments, vault):
+def test_point_in_time_restore_of_the_cluster(api, repository, environments, vault):
     before = wait_healthy()
     old_leader = leader(before)
     # Restored onto a member that does not lead now: any member can be the one restored.
@@ -125,7 +129,7 @@ def test_point_in_time_restore_of_the_cluster(api, environments, vault):
         == "1"
     )
     # The repository's newest backup is of the restored cluster (new replicas restore from it).
-    newest = json.loads(_repository().check_output(f"{PGBACKREST} info --output=json"))[0]["backup"][-1]
+    newest = backups(repository)[-1]
     assert _timeline(newest["archive"]["start"]) == timeline, newest["archive"]
 
 
