@@ -142,6 +142,26 @@ def authorize_deploy_key(container: str) -> None:
     )
 
 
+def fresh_container(scenario: Path, name: str, timeout: float = 60) -> None:
+    """A lost host's replacement: a new container of that name, with the options molecule gives it
+    (the scenario's molecule.yml: image, capabilities, network and pinned address, /etc/hosts) and
+    no data, booted and reachable over SSH as deploy."""
+    platforms = yaml.safe_load((scenario / "molecule.yml").read_text())["platforms"]
+    platform = next(p for p in platforms if p["name"] == name)
+    argv = ["podman", "run", "-d", "--name", name, "--hostname", name, f"--systemd={platform['systemd']}"]
+    argv += [f"--cap-add={cap}" for cap in platform.get("capabilities", [])]
+    argv += [f"--add-host={host}:{ip}" for host, ip in platform["etc_hosts"].items()]
+    argv += [*platform.get("extra_opts", []), platform["image"], platform["command"]]
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+    def booted() -> bool:
+        state = subprocess.run(["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True)
+        return state.stdout.strip() in ("running", "degraded")
+
+    wait_for(booted, timeout, f"{name}'s systemd to come up")
+    authorize_deploy_key(name)
+
+
 def start_load(host, workdir: str, targets: list[dict]) -> None:
     """Start load.py inside the host as a transient unit; targets as load.py documents them."""
     host.check_output(f"rm -rf {workdir} && install -d -m 0700 {workdir}")
