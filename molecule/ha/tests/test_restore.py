@@ -1,7 +1,9 @@
 """Restores of the Patroni cluster, after the failovers of test_patroni.py (this file runs after it):
-a backup taken after a failover passes the restore drill, and a point-in-time restore of the whole
+a backup taken after a failover passes the restore drill, a point-in-time restore of the whole
 cluster leaves one leader, a synchronous standby and every member on the new timeline, holding what
-was committed before the target and nothing after it."""
+was committed before the target and nothing after it; and one environment (dev) goes back to a
+point in time on the member that leads, replicated to every standby, while prod keeps writing
+through the edge without a failed request."""
 
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ from conftest import (
     member,
     plain_output,
     psql,
+    record,
     run_playbook,
+    start_load,
+    stop_load,
     wait_for,
     wait_healthy,
 )
@@ -133,18 +138,71 @@ def test_point_in_time_restore_of_the_cluster(api, repository, environments, vau
     assert _timeline(newest["archive"]["start"]) == timeline, newest["archive"]
 
 
-def test_recovering_one_environment_is_refused_on_a_patroni_cluster_before_anything_changes(api, environments):
-    result = run_playbook(
-        "recover-environment.yml",
-        "-e",
-        "env=test",
-        "-e",
-        "recover_confirm=test",
-        "-e",
-        "target='2026-01-01 00:00:00+00'",
-    )
+TABLE = "staging.market_data"
+# Every column, in id order: two equal fingerprints mean the same rows, value for value.
+FINGERPRINT = f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, ',' ORDER BY id)), '') FROM {TABLE} t"
+PROD_LOAD = "/run/recover-prod-load"
+DEV_LOAD = "/run/recover-dev-load"
+
+
+def _dev_burst(api, env: dict, vault, symbol: str) -> None:
+    """Two seconds of dev writes through its API on the API host; every one acknowledged."""
+    start_load(api, DEV_LOAD, [{"name": "dev", "url": f"http://127.0.0.1:{env['api_port']}/ingest/market-data/",
+                                "key": api_key(vault, "dev"), "symbol": symbol, "keepalive": False, "pause": 0.02}])
+    time.sleep(2)
+    stats = stop_load(api, DEV_LOAD)["dev"]
+    assert stats["acked"] > 0 and stats["failures"] == [], stats["failures"][:5]
+
+
+def test_recover_dev_on_the_patroni_cluster_while_prod_writes_through_the_edge(api, client, environments, vault):
+    by_name = {e["name"]: e for e in environments}
+    dev, prod = by_name["dev"], by_name["prod"]
+    lead = member(leader(wait_healthy()))
+    prod_symbol = f"RECOVER.P{uuid.uuid4().hex[:6].upper()}"
+    start_load(client, PROD_LOAD, [{"name": "prod", "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
+                                    "key": api_key(vault, "prod"), "symbol": prod_symbol, "keepalive": True,
+                                    "pause": 0.05}])
+    try:
+        _dev_burst(api, dev, vault, "RECOVER.DEV")
+        # T falls between two equal fingerprints: no dev commit around it (the simulator may write).
+        for _ in range(5):
+            dev_at_t = psql(lead, FINGERPRINT, dev["database"])
+            target = psql(lead, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+            if psql(lead, FINGERPRINT, dev["database"]) == dev_at_t:
+                break
+        else:
+            raise AssertionError("dev kept changing around T")
+        # After T: more dev writes (they must not come back), then the mistake.
+        _dev_burst(api, dev, vault, "RECOVER.LATE")
+        psql(lead, f"DROP TABLE {TABLE}", dev["database"])
+
+        started = time.monotonic()
+        result = run_playbook(
+            "recover-environment.yml",
+            "-e",
+            json.dumps({"env": "dev", "target": target, "recover_confirm": "dev", "table": TABLE}),
+        )
+        took = time.monotonic() - started
+    finally:
+        prod_result = stop_load(client, PROD_LOAD, timeout=60)["prod"]
     flat = plain_output(result.stdout + result.stderr)
-    assert result.returncode != 0
-    assert "where it is not built yet. Nothing was changed" in flat, flat[-2000:]
-    for env in environments:
-        assert api.service(env["unit"]).is_running, env["unit"]
+    assert result.returncode == 0, flat[-4000:]
+    report = re.search(r"recovered dev \(.*? took [\d.]+ s", flat).group(0)
+
+    # Every member, the standbys too (they replicate the swap), holds dev's rows as of T and none
+    # of the writes after it.
+    for name in MEMBERS:
+        host = member(name)
+        wait_for(lambda h=host: psql(h, f"{FINGERPRINT} WHERE ingested_at <= '{target}'", dev["database"]) == dev_at_t,
+                 60, f"{name} to hold dev's rows as of T")
+        late = psql(host, f"SELECT count(*) FROM {TABLE} WHERE symbol = 'RECOVER.LATE'", dev["database"])
+        assert late == "0", (name, late)
+    # Prod: every request through the edge acknowledged and stored, on the leader.
+    assert prod_result["failures"] == [], prod_result["failures"][:5]
+    assert prod_result["acked"] == prod_result["sent"] > 100, prod_result
+    stored = psql(lead, f"SELECT count(*) FROM {TABLE} WHERE symbol = '{prod_symbol}'", prod["database"])
+    assert int(stored) == prod_result["acked"], (stored, prod_result)
+    record({"test": "recover_environment", "playbook_s": round(took, 1), "prod_sent": prod_result["sent"],
+            "prod_failed": len(prod_result["failures"]), "report": report})
+    # Dev's API writes again.
+    _dev_burst(api, dev, vault, "RECOVER.AFTER")
