@@ -18,7 +18,7 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import STANZA, refresh_backup_metrics, role_default, wait_for
+from conftest import STANZA, refresh_backup_metrics, role_default, run_playbook, wait_for
 from support import inventory_environments, read_vault
 
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
@@ -247,6 +247,48 @@ def test_certificate_expiry_reaches_prometheus(host):
     assert float(ends[ca]["value"][1]) - time.time() > 300 * 86400, ends[ca]
     assert query(host, 'ALERTS{alertname="DwCertificateExpiresSoon"}') == []
     assert query(host, "dw_certificate_read_ok == 0") == []
+
+
+def test_a_short_lived_certificate_alerts_and_a_converge_clears_it(host):
+    """The edge's certificate reissued for 5 days (inside the alert's window) fires
+    DwCertificateExpiresSoon; the next plain converge of the edge renews it (5 days is inside
+    dw_pki_certificate_renew_days), and the alert clears without anyone touching it."""
+    cert = f"{role_default('ingest_edge', 'ingest_edge_tls_dir')}/dw-edge.crt"
+    alert = f'ALERTS{{alertname="DwCertificateExpiresSoon", path="{cert}", alertstate="firing"}}'
+    assert query(host, alert) == []
+    # Due for renewal now (397 < 400 days), and renewed for 5: what a converge would leave after a
+    # CA or an operator gave the edge a certificate about to expire.
+    short = run_playbook("../site.yml", "--tags", "ingest_edge", "-e", "dw_pki_certificate_validity_days=5",
+                         "-e", "dw_pki_certificate_renew_days=400")
+    assert short.returncode == 0, (short.stdout + short.stderr)[-3000:]
+    days_left = (int(host.check_output(f"date -d \"$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)\" +%s"))
+                 - time.time()) / 86400
+    assert 4 < days_left <= 5, days_left
+    issued_at = time.time()
+    firing = wait_for(lambda: query(host, alert), 90, "DwCertificateExpiresSoon for the edge's certificate")
+    print(f"5-day certificate -> DwCertificateExpiresSoon firing: {time.time() - issued_at:.1f} s")
+    assert float(firing[0]["value"][1]) == 1
+
+    # The converge an operator runs anyway renews it, and the alert clears.
+    renewed = run_playbook("../site.yml", "--tags", "ingest_edge")
+    assert renewed.returncode == 0, (renewed.stdout + renewed.stderr)[-3000:]
+    days_left = (int(host.check_output(f"date -d \"$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)\" +%s"))
+                 - time.time()) / 86400
+    assert days_left > 300, days_left
+    renewed_at = time.time()
+    wait_for(lambda: not query(host, f'ALERTS{{alertname="DwCertificateExpiresSoon", path="{cert}"}}'), 90,
+             "DwCertificateExpiresSoon to clear after the converge")
+    print(f"converge renewed it -> alert cleared: {time.time() - renewed_at:.1f} s")
+    # The edge serves the renewed certificate.
+    served = host.check_output(
+        f"echo | openssl s_client -connect 127.0.0.1:{_edge_port()} -servername localhost 2>/dev/null"
+        " | openssl x509 -noout -enddate"
+    )
+    assert served == host.check_output(f"openssl x509 -noout -enddate -in {cert}"), served
+
+
+def _edge_port() -> int:
+    return next(e["edge_port"] for e in inventory_environments() if e["name"] == "prod")
 
 
 def _unit_exit_time(host, unit: str) -> float:
