@@ -8,6 +8,7 @@ address list of the inventory is normalised and split here once, with Python's i
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -168,6 +169,19 @@ ROLES_DIR = Path(__file__).resolve().parents[2]
 LOOPBACK_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 
 
+def _load_topology():
+    """The dw_environments role's dw_topology filter: which hosts play which part, computed there
+    once (the firewall admits each part's peers)."""
+    path = ROLES_DIR / "dw_environments" / "filter_plugins" / "dw_topology.py"
+    spec = importlib.util.spec_from_file_location("dw_topology_for_firewall", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.topology
+
+
+topology = _load_topology()
+
+
 def owner_settings(host_vars: Mapping[str, Any], roles_dir: Any = None) -> dict[str, Any]:
     """Every setting of OWNER_SETTINGS: this host's own value (inventory, group_vars, extra vars) when
     it has one, else the owning role's default, read from <owner>/defaults/main.yml in roles_dir (the
@@ -196,10 +210,6 @@ def owner_settings(host_vars: Mapping[str, Any], roles_dir: Any = None) -> dict[
                 )
             settings[name] = value
     return settings
-
-
-def _members(groups: Mapping[str, Any], group: str) -> list[str]:
-    return list(groups.get(group) or [])
 
 
 def _addresses(hosts: Sequence[str], addresses: Mapping[str, Any], host: str, rule: str | None = None) -> list[str]:
@@ -240,23 +250,21 @@ def platform_rules(
       monitoring host (the monitoring_servers group, else the first database host) only;
     - the edge's HTTPS ports (an API host) from ingest_client_networks.
     """
-    db_hosts = _members(groups, "db_servers")
-    api_hosts = _members(groups, "api_servers")
-    backup_hosts = _members(groups, "backup_servers")
-    monitoring_hosts = _members(groups, "monitoring_servers") if "monitoring_servers" in groups else db_hosts[:1]
+    parts = topology(groups)
+    db_hosts, api_hosts, monitoring_hosts = parts["db_hosts"], parts["api_hosts"], parts["monitoring_hosts"]
     rules: list[dict[str, Any]] = []
 
     db_clients = list(dict.fromkeys(_addresses(api_hosts, addresses, host)))
     if host in db_hosts and db_clients:
         rules.append(_rule("postgresql", settings["postgresql_port"], db_clients, "postgresql"))
 
-    repo_host = backup_hosts[0] if backup_hosts else ""
+    repo_host = parts["repository_host"]
     if repo_host and repo_host not in db_hosts and host in [*db_hosts, repo_host]:
         peers = db_hosts if host == repo_host else [repo_host]
         sources = _addresses(peers, addresses, host, rule="pgbackrest-tls")
         rules.append(_rule("pgbackrest-tls", settings["pgbackrest_tls_server_port"], sources, "pgbackrest"))
 
-    if host in db_hosts and len(db_hosts) > 1:
+    if host in parts["patroni_hosts"]:
         members = _addresses(db_hosts, addresses, host)
         rules += [
             _rule("postgresql-replication", settings["postgresql_port"], members, "postgresql"),
