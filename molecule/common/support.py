@@ -121,6 +121,8 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900,
         "ANSIBLE_NOCOLOR": "1",
         # Managed hosts make their SSH host keys at first boot (a recreated host has new ones).
         "ANSIBLE_HOST_KEY_CHECKING": "False",
+        # A connection refused or reset (a host just recreated or restarted) is tried again.
+        "ANSIBLE_SSH_RETRIES": "3",
     }
     return subprocess.run(
         ["ansible-playbook", "-i", str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]),
@@ -160,6 +162,11 @@ def fresh_container(scenario: Path, name: str, timeout: float = 60) -> None:
 
     wait_for(booted, timeout, f"{name}'s systemd to come up")
     authorize_deploy_key(name)
+    # Ansible's SSH master for the lost host (control_path %h-%p-%r, kept open after its last use)
+    # still holds a connection to the dead container: a new session through it would fail.
+    address = next(o.split("=", 1)[1] for o in platform.get("extra_opts", []) if o.startswith("--ip="))
+    for socket in (Path.home() / ".ansible" / "cp").glob(f"{address}-*"):
+        socket.unlink(missing_ok=True)
 
 
 def start_load(host, workdir: str, targets: list[dict]) -> None:
