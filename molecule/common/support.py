@@ -12,7 +12,8 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -144,12 +145,21 @@ def authorize_deploy_key(container: str) -> None:
     )
 
 
+def platforms(scenario: Path) -> dict[str, dict]:
+    """The scenario's hosts as its molecule.yml gives them to molecule, by name, each with its pinned
+    address on the scenario's network (`address`, from its --ip= option; None when not pinned)."""
+    hosts = {}
+    for platform in yaml.safe_load((scenario / "molecule.yml").read_text())["platforms"]:
+        pinned = [o.split("=", 1)[1] for o in platform.get("extra_opts", []) if o.startswith("--ip=")]
+        hosts[platform["name"]] = {**platform, "address": pinned[0] if pinned else None}
+    return hosts
+
+
 def fresh_container(scenario: Path, name: str, timeout: float = 60) -> None:
     """A lost host's replacement: a new container of that name, with the options molecule gives it
     (the scenario's molecule.yml: image, capabilities, network and pinned address, /etc/hosts) and
     no data, booted and reachable over SSH as deploy."""
-    platforms = yaml.safe_load((scenario / "molecule.yml").read_text())["platforms"]
-    platform = next(p for p in platforms if p["name"] == name)
+    platform = platforms(scenario)[name]
     argv = ["podman", "run", "-d", "--name", name, "--hostname", name, f"--systemd={platform['systemd']}"]
     argv += [f"--cap-add={cap}" for cap in platform.get("capabilities", [])]
     argv += [f"--add-host={host}:{ip}" for host, ip in platform["etc_hosts"].items()]
@@ -164,8 +174,7 @@ def fresh_container(scenario: Path, name: str, timeout: float = 60) -> None:
     authorize_deploy_key(name)
     # Ansible's SSH master for the lost host (control_path %h-%p-%r, kept open after its last use)
     # still holds a connection to the dead container: a new session through it would fail.
-    address = next(o.split("=", 1)[1] for o in platform.get("extra_opts", []) if o.startswith("--ip="))
-    for socket in (Path.home() / ".ansible" / "cp").glob(f"{address}-*"):
+    for socket in (Path.home() / ".ansible" / "cp").glob(f"{platform['address']}-*"):
         socket.unlink(missing_ok=True)
 
 
@@ -193,3 +202,27 @@ def stop_load(host, workdir: str, timeout: float = 30) -> dict:
             return json.loads(host.file(f"{workdir}/result.json").content_string)
         time.sleep(0.2)
     raise AssertionError("the load generator did not finish")
+
+
+def burst(host, workdir: str, targets: list[dict], seconds: float = 2) -> dict:
+    """A few seconds of load (start_load's targets) that must be fully acknowledged: writes a test
+    needs in place before it acts, not a measurement."""
+    start_load(host, workdir, targets)
+    time.sleep(seconds)
+    result = stop_load(host, workdir)
+    for target in targets:
+        stats = result[target["name"]]
+        assert stats["acked"] > 0 and stats["failures"] == [], (target["name"], stats["failures"][:5])
+    return result
+
+
+@contextmanager
+def unwritable(host, path: str, mode: str = "0500") -> Iterator[None]:
+    """A repository directory a backup cannot write (the fault the backup tests inject), its own
+    mode back afterwards however the block ends."""
+    before = host.check_output(f"stat -c %a {shlex.quote(path)}")
+    host.check_output(f"chmod {mode} {shlex.quote(path)}")
+    try:
+        yield
+    finally:
+        host.check_output(f"chmod {before} {shlex.quote(path)}")

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from conftest import PGBACKREST, STANZA, refresh_backup_metrics, run_playbook
+from conftest import PGBACKREST, STANZA, refresh_backup_metrics, role_default, run_playbook
+from support import unwritable
+
+REPO2 = role_default("pgbackrest", "pgbackrest_repo2_path")
 
 # repo1 local, repo2 secondary storage, repo3 S3 (enabled by this scenario's group s3_repo3).
 REPOS = {1, 2, 3}
@@ -124,8 +127,7 @@ def test_restore_drill_restores_and_counts_match(repo):
 
 
 def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
-    host.check_output("chmod 000 /mnt/backup-secondary/pgbackrest")
-    try:
+    with unwritable(host, REPO2, "000"):
         wal = host.check_output("runuser -u postgres -- psql -XAtc "
                                 "\"SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT pg_switch_wal()) s\"")
         host.check_output("runuser -u postgres -- psql -XAtc 'SELECT pg_switch_wal()'")
@@ -137,18 +139,13 @@ def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
             time.sleep(1)
         else:
             raise AssertionError(f"{wal} did not reach repo1 while repo2 was unwritable")
-    finally:
-        host.check_output("chmod 0750 /mnt/backup-secondary/pgbackrest")
 
 
 def test_a_failed_backup_reaches_the_journal_with_its_error_code(host):
     unit = "pgbackrest-weekly-full-repo2.service"
     since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
-    host.check_output("chmod 000 /mnt/backup-secondary/pgbackrest")
-    try:
+    with unwritable(host, REPO2, "000"):
         assert host.run(f"systemctl start {unit}").rc != 0
-    finally:
-        host.check_output("chmod 0750 /mnt/backup-secondary/pgbackrest")
     try:
         # flock hands pgBackRest's exit status through: it is pgBackRest's error code.
         code = int(host.check_output(f"systemctl show -P ExecMainStatus {unit}"))

@@ -19,7 +19,7 @@ import urllib.parse
 
 import pytest
 from conftest import STANZA, refresh_backup_metrics, role_default, run_playbook, wait_for
-from support import inventory_environments, read_vault
+from support import inventory_environments, read_vault, unwritable
 
 PROMETHEUS = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_prometheus_port')}"
 ALERTMANAGER = f"http://127.0.0.1:{role_default('monitoring', 'monitoring_alertmanager_port')}"
@@ -328,11 +328,9 @@ def webhook(host):
 
 def test_broken_repository_alerts_and_recovers(host, webhook):
     backup_dir = f"{REPO1}/backup/{STANZA}"
-    mode = host.check_output(f"stat -c %a {backup_dir}")
     # A healthy start (an alert from an earlier test, such as a killed API, resolves first).
     wait_for(lambda: _dw_status(host)[0] == 0, 90, "dw-status to exit 0 before the break", interval=3)
-    try:
-        host.check_output(f"chmod 0500 {backup_dir}")
+    with unwritable(host, backup_dir):
         assert host.run(f"systemctl start {BACKUP_UNIT}").rc != 0, "the backup should fail on an unwritable repository"
         failed_at = _unit_exit_time(host, BACKUP_UNIT)
         # The hook logged one line naming the unit.
@@ -368,8 +366,6 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
         text = host.run("dw-status")
         assert text.rc == 1 and "FAIL repo1" in text.stdout, text.stdout
         assert "FAIL alerts: Prometheus asked, " in text.stdout, text.stdout
-    finally:
-        host.check_output(f"chmod {mode} {backup_dir}")
 
     # The unit leaves the failed state as soon as the repaired run starts, so the alert resolves
     # from then on (measured from the start, not the end, of that run).
@@ -414,11 +410,9 @@ def test_restore_drill_metrics_reach_prometheus(host):
 def test_unreadable_repository_fails_the_drill_alerts_and_recovers(host, webhook):
     """repo2 unreadable: its drill fails loudly (non-zero exit, result 0, a journal line naming why),
     DwRestoreDrillFailed reaches Alertmanager's webhook; readable again, the next drill clears it."""
-    mode = host.check_output(f"stat -c %a {REPO2}")
     unit = "pgbackrest-drill-repo2.service"
     metrics = "/var/lib/prometheus/node-exporter/dw_pgbackrest_drill_repo2.prom"
-    try:
-        host.check_output(f"chmod 000 {REPO2}")
+    with unwritable(host, REPO2, "000"):
         assert host.run(f"systemctl start {unit}").rc != 0, "the drill should fail on an unreadable repository"
         journal = host.check_output(f"journalctl -u {unit} -n 20 --no-pager")
         assert "repo2 restore drill FAILED" in journal, journal
@@ -428,8 +422,6 @@ def test_unreadable_repository_fails_the_drill_alerts_and_recovers(host, webhook
         assert "repo2" in delivered[0]["annotations"]["summary"], delivered[0]
         rc, status = _dw_status(host)
         assert rc == 1 and any(p.startswith("repo2: the restore drill at ") for p in status["problems"]), status
-    finally:
-        host.check_output(f"chmod {mode} {REPO2}")
 
     assert host.run(f"systemctl start {unit}").rc == 0, host.check_output(f"journalctl -u {unit} -n 20 --no-pager")
     assert f'dw_pgbackrest_drill_ok{{stanza="{STANZA}",repo="2"}} 1' in host.check_output(f"cat {metrics}")

@@ -18,6 +18,7 @@ import secrets
 import time
 
 from conftest import api_key, run_playbook, start_load, stop_load
+from support import burst
 
 TABLE = "staging.market_data"
 # Every column, in id order: two equal fingerprints mean the same rows, value for value.
@@ -36,17 +37,6 @@ def _target(env, vault, symbol: str, pause: float = 0.02) -> dict:
         "keepalive": False,
         "pause": pause,
     }
-
-
-def _burst(host, targets: list[dict], seconds: float = 2) -> dict:
-    """A few seconds of load; every request must be acknowledged."""
-    start_load(host, WARMUP_LOAD, targets)
-    time.sleep(seconds)
-    result = stop_load(host, WARMUP_LOAD)
-    for target in targets:
-        stats = result[target["name"]]
-        assert stats["acked"] > 0 and stats["failures"] == [], (target["name"], stats["failures"][:5])
-    return result
 
 
 def _acl(psql, env) -> str:
@@ -82,7 +72,7 @@ def test_recover_dev_to_a_point_in_time_while_prod_keeps_writing(host, psql, env
     acl_prod = _acl(psql, prod)
 
     start_load(host, PROD_LOAD, [_target(prod, vault, prod_symbol)])
-    _burst(host, [_target(dev, vault, "RECOVER.DEV"), _target(test, vault, "RECOVER.TEST")], seconds=3)
+    burst(host, WARMUP_LOAD, [_target(dev, vault, "RECOVER.DEV"), _target(test, vault, "RECOVER.TEST")], seconds=3)
 
     # T falls between two equal fingerprints: no dev commit happened around it (the simulator may
     # write to dev at any moment; then try again).
@@ -97,7 +87,7 @@ def test_recover_dev_to_a_point_in_time_while_prod_keeps_writing(host, psql, env
     dev_rows_at_t = int(dev_at_t.split(":")[0])
 
     # After T: more dev writes through its API (they must not come back), then the mistake.
-    _burst(host, [_target(dev, vault, LATE_SYMBOL)])
+    burst(host, WARMUP_LOAD, [_target(dev, vault, LATE_SYMBOL)])
     psql.value(f"DROP TABLE {TABLE}", dev.database)
 
     output, returncode, seconds = _recover("dev", target)
@@ -130,7 +120,7 @@ def test_recover_dev_to_a_point_in_time_while_prod_keeps_writing(host, psql, env
     assert "kept aside: none (it did not exist)" in report, report
 
     # Dev's API is back and writes through its writer role.
-    _burst(host, [_target(dev, vault, "RECOVER.AFTER")])
+    burst(host, WARMUP_LOAD, [_target(dev, vault, "RECOVER.AFTER")])
     # This test's rows only: the simulator's timer, put back by the recovery, may write to dev at
     # any moment (seen in CI: four simulator rows landed during the rerun). A rerun that rewound or
     # recreated dev's table would still show here (RECOVER.AFTER's rows, new ids).

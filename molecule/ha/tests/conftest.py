@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
@@ -32,6 +31,7 @@ from support import (
     connects,
     environments,
     plain_output,
+    platforms,
     read_vault,
     role_default,
     run_playbook,
@@ -84,8 +84,7 @@ def repository():
 @pytest.fixture(scope="session")
 def address() -> dict[str, str]:
     """Inventory host -> its pinned address on the scenario's network."""
-    platforms = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]
-    return dict(platforms[0]["etc_hosts"])
+    return {name: platform["address"] for name, platform in platforms(SCENARIO).items()}
 
 
 # The monitoring host: Prometheus and Alertmanager on loopback there, behind basic auth.

@@ -26,7 +26,7 @@ from conftest import (
     wait_for,
     wait_healthy,
 )
-from support import role_default
+from support import role_default, unwritable
 
 NODE_EXPORTER_PORT = role_default("node_exporter", "node_exporter_port")
 # The alerts a healthy cluster must not have firing.
@@ -148,19 +148,15 @@ def test_the_repository_hosts_backups_reach_prometheus(repository):
 def test_a_failed_backup_on_the_repository_host_reaches_alertmanager_and_clears(repository):
     # The stanza's backup directory in repo1: a backup writes its new set there.
     backups = f"{role_default('pgbackrest', 'pgbackrest_repo1_path')}/backup/{STANZA}"
-    mode = repository.check_output(f"stat -c %a {backups}")
     unit = "pgbackrest-daily.service"
 
     def alerted() -> list[dict]:
         return [a for a in alertmanager_alerts("DwBackupUnitFailed") if a["labels"].get("host") == MONITOR]
 
-    repository.check_output(f"chmod 0500 {backups}")
-    try:
+    with unwritable(repository, backups):
         assert repository.run(f"systemctl start {unit}").rc != 0
         alert = wait_for(alerted, 90, "DwBackupUnitFailed for the repository host in Alertmanager")[0]
         assert alert["labels"]["name"] == unit, alert
-    finally:
-        repository.check_output(f"chmod {mode} {backups}")
     # The repaired run clears it.
     assert repository.run(f"systemctl start {unit}").rc == 0
     wait_for(lambda: not alerted(), 90, "DwBackupUnitFailed to clear in Alertmanager")
