@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import time
 
-from conftest import MEMBERS, PGBACKREST, STANZA, backups, connects, leader, leading, member, run_playbook, wait_healthy
+from conftest import (
+    MEMBERS,
+    PGBACKREST,
+    STANZA,
+    backups,
+    leader,
+    leading,
+    member,
+    reached,
+    run_playbook,
+    wait_healthy,
+)
 from support import role_default
 
 TIMER = "pgbackrest-daily.timer"
@@ -65,12 +76,13 @@ def test_check_passes_from_the_leader_and_the_repository_host(repository):
 
 
 def test_only_the_members_and_the_repository_host_reach_each_others_tls_server(api, repository, address):
+    servers = {(address[name], TLS_SERVER_PORT) for name in MEMBERS}
+    repository_server = (address["ha-backup1"], TLS_SERVER_PORT)
+    # The repository host backs up through each member's server; each member archives through its.
+    assert reached(repository, list(servers)) == servers
     for name in MEMBERS:
-        # The repository host backs up through the member's server; the member archives through its.
-        assert connects(repository, address[name], TLS_SERVER_PORT, timeout=3), name
-        assert connects(member(name), address["ha-backup1"], TLS_SERVER_PORT, timeout=3), name
-        assert not connects(api, address[name], TLS_SERVER_PORT, timeout=3), name
-    assert not connects(api, address["ha-backup1"], TLS_SERVER_PORT, timeout=3)
+        assert reached(member(name), [repository_server]) == {repository_server}, name
+    assert reached(api, [*servers, repository_server], timeout=3) == set()
 
 
 def test_the_scheduled_drill_restores_on_the_repository_host(repository):
