@@ -1,0 +1,1 @@
+../../dw_pki/filter_plugins/dw_pki.py
