@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from importlib.machinery import SourceFileLoader
 from importlib.util import module_from_spec, spec_from_loader
@@ -17,6 +18,29 @@ import pytest
 TEXTFILE_LIBRARY = str(Path(__file__).resolve().parent.parent / "templates")
 sys.path.insert(0, TEXTFILE_LIBRARY)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TEXTFILE_LIBRARY, os.environ.get("PYTHONPATH")]))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ansible_playbook(*args: str, timeout: int = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook with these arguments, run from the repository's top with its roles, the venv's
+    ansible on PATH, no colours, and env added to the environment; never raises on failure."""
+    return subprocess.run(
+        ["ansible-playbook", *args],
+        cwd=ROOT,
+        env=os.environ
+        | {
+            "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def load_source(path: Path, name: str) -> ModuleType:

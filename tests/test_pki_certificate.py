@@ -10,17 +10,15 @@ certificate does, and a run with nothing to do signs nothing.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import ansible_playbook
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-ROOT = Path(__file__).resolve().parents[1]
 SIGN_TASK = "Sign the request with the CA on the controller"
 
 PLAY = """\
@@ -64,18 +62,8 @@ def issue(tmp_path: Path):
 
     def run(*args: str) -> tuple[int, str, bool]:
         extra = [arg for setting in settings for arg in ("-e", setting)]
-        result = subprocess.run(
-            ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(playbook), *extra, *args],
-            cwd=ROOT,
-            env=os.environ
-            | {
-                "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-                "ANSIBLE_BECOME": "false",
-                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            },
-            capture_output=True,
-            text=True,
-            timeout=180,
+        result = ansible_playbook(
+            "-i", str(inventory / "hosts.yml"), str(playbook), *extra, *args, timeout=180, ANSIBLE_BECOME="false"
         )
         output = result.stdout + result.stderr
         signed = re.search(rf"TASK \[dw_pki : {SIGN_TASK}\][^\n]*\n(ok|changed): ", output) is not None

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import ansible_playbook
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PLAY = """\
 - name: The CA tasks of roles/dw_pki
@@ -74,20 +70,7 @@ def controller(tmp_path: Path):
     playbook.write_text(PLAY)
 
     def run(*args: str) -> tuple[int, str]:
-        result = subprocess.run(
-            ["ansible-playbook", "-i", str(hosts), str(playbook), "-e", f"_dw_pki_trust_path={trusted}", *args],
-            cwd=ROOT,
-            env=os.environ
-            | {
-                "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-                "ANSIBLE_NOCOLOR": "1",
-                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = ansible_playbook("-i", str(hosts), str(playbook), "-e", f"_dw_pki_trust_path={trusted}", *args)
         return result.returncode, " ".join((result.stdout + result.stderr).split())
 
     return run, trusted, ca_dir
