@@ -4,9 +4,9 @@
 form a Patroni cluster, the backup repository, the monitoring host, the API and edge hosts. It reads
 only `groups`, so it also works in a play's `hosts:` line, where no fact exists yet (every playbook
 imports playbooks/check-inventory.yml, which loads this role and so this filter, before its own
-plays). The roles that use it (postgresql, monitoring, dw_status, node_exporter, pgbackrest,
-ingest_edge) hold a symbolic link to this file in their filter_plugins, so they also work when run
-without that play.
+plays). The roles that use it (postgresql, monitoring, dw_status, node_exporter, postgres_exporter,
+pgbackrest, ingest_edge, etcd, patroni) hold a symbolic link to this file in their filter_plugins,
+so they also work when run without that play.
 
 `'<role>' | dw_role_default('<variable>')` is a role's own default, read from
 roles/<role>/defaults/main.yml: a role that needs another role's setting outside that role's play

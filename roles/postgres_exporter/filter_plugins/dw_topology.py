@@ -1,0 +1,1 @@
+../../dw_environments/filter_plugins/dw_topology.py
