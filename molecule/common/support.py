@@ -40,6 +40,16 @@ def role_default(role: str, name: str):
     return yaml.safe_load((PROJECT / "roles" / role / "defaults" / "main.yml").read_text())[name]
 
 
+def ca_trust_path() -> str:
+    """Where the hosts trust the inventory's CA: the dw_pki role's filter, with its default CA name
+    (the roles' CA path defaults are templated from the same two)."""
+    path = PROJECT / "roles" / "dw_pki" / "filter_plugins" / "dw_pki.py"
+    spec = importlib.util.spec_from_file_location("dw_pki_filters", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.trust_path(role_default("dw_pki", "dw_pki_ca_name"))
+
+
 STANZA = role_default("pgbackrest", "pgbackrest_stanza")
 # pgBackRest inside a host, as the user that owns the cluster and the repositories.
 PGBACKREST = f"runuser -u postgres -- pgbackrest --stanza={STANZA}"

@@ -28,7 +28,7 @@ from conftest import (
     wait_for,
     wait_healthy,
 )
-from support import fresh_container, role_default
+from support import ca_trust_path, fresh_container, role_default
 
 WORK = "/run/host-loss-load"
 
@@ -64,8 +64,8 @@ def test_a_lost_replica_host_rebuilt_by_a_converge_rejoins_the_cluster(client, e
     built = re.search(r"replica has been created using (\w+)", journal)
     assert built, journal[-3000:]
     # etcd counts it as a member again, started, under its own name.
-    etcd = {key: role_default("etcd", f"etcd_{key}") for key in ("client_port", "tls_ca_path", "tls_cert_path",
-                                                                   "tls_key_path")}
+    etcd = {key: role_default("etcd", f"etcd_{key}") for key in ("client_port", "tls_cert_path", "tls_key_path")}
+    etcd["tls_ca_path"] = ca_trust_path()
     listed = host.check_output(
         f"ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:{etcd['client_port']} --cacert {etcd['tls_ca_path']} "
         f"--cert {etcd['tls_cert_path']} --key {etcd['tls_key_path']} member list -w simple"
