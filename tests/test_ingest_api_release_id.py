@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import lookup_loader
 from conftest import load_source
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,3 +123,19 @@ def test_missing_inputs_fail(app: Path) -> None:
 def test_the_repository_app_has_an_id() -> None:
     """The role's defaults point at app/ and requirements.txt; both must hash."""
     assert len(plugin.release_id(REPO_ROOT / "app", SUBDIRS, REPO_ROOT / "requirements.txt")) == 12
+
+
+def test_the_lookup_returns_the_hashed_files_for_the_archive(app: Path) -> None:
+    """files=true gives the role's archive task exactly what the id is computed over, as absolute
+    paths: bytecode and directories outside the subdirectories stay out of the release."""
+    (app / "sql" / "__pycache__").mkdir()
+    (app / "sql" / "__pycache__" / "x.pyc").write_bytes(b"")
+    lookup_loader.add_directory(str(PLUGIN.parent))
+    lookup = lookup_loader.get("ingest_api_release_id", loader=DataLoader(), templar=None)
+    requirements = str(app.parent / "requirements.txt")
+    files = lookup.run([str(app)], {}, subdirs=SUBDIRS, requirements=requirements, files=True)
+    assert files == [str(app / relative) for relative in plugin.release_files(app, SUBDIRS)]
+    assert len(files) == 4
+    assert lookup.run([str(app)], {}, subdirs=SUBDIRS, requirements=requirements) == [
+        plugin.release_id(app, SUBDIRS, requirements)
+    ]

@@ -41,6 +41,12 @@ options:
     description: How many hex digits of the SHA-256 to return (1 to 64).
     type: int
     default: 12
+  files:
+    description:
+      - Return the absolute paths of the files the id is computed over instead of the id, so the
+        release's archive packs exactly what names it.
+    type: bool
+    default: false
 notes:
   - Relative paths are taken from the playbook's directory.
 """
@@ -51,11 +57,18 @@ EXAMPLES = r"""
     _ingest_api_release_id: >-
       {{ lookup('ingest_api_release_id', ingest_api_source_dir,
                 subdirs=['dw_ingest', 'sql'], requirements=ingest_api_requirements_file) }}
+
+- name: Pack exactly the files that id is computed over
+  community.general.archive:
+    path: >-
+      {{ query('ingest_api_release_id', ingest_api_source_dir, subdirs=['dw_ingest', 'sql'],
+               requirements=ingest_api_requirements_file, files=true) }}
+    dest: /tmp/release.tar.gz
 """
 
 RETURN = r"""
 _raw:
-  description: The release id, O(length) lowercase hex digits.
+  description: The release id, O(length) lowercase hex digits; with O(files), the files' absolute paths.
   type: list
   elements: str
   sample: [3f2a9c0d41be]
@@ -121,6 +134,8 @@ class LookupModule(LookupBase):
         requirements = self._absolute(str(self.get_option("requirements")), variables)
         subdirs = [str(s) for s in self.get_option("subdirs")]
         try:
+            if self.get_option("files"):
+                return [os.path.join(source_dir, relative) for relative in release_files(Path(source_dir), subdirs)]
             return [release_id(source_dir, subdirs, requirements, int(self.get_option("length")))]
         except (OSError, ValueError) as error:
             raise AnsibleLookupError(f"cannot compute the release id of {source_dir}: {error}") from error
