@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from conftest import load_source
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = ROOT / "roles" / "monitoring"
@@ -60,6 +61,9 @@ def render_rules(directory: Path, **overrides: object) -> Path:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    # The unit names the rules' commands give are the pgbackrest role's (its pgbackrest_unit filter).
+    units = load_source(ROLE / "filter_plugins" / "pgbackrest_units.py", "pgbackrest_units")
+    env.filters.update(units.FilterModule().filters())
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()) | PATRONI_CLUSTER | overrides
     rules = directory / "dw-alerts.yml"
     rules.write_text(env.from_string(body).render(**defaults))

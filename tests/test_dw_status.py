@@ -661,9 +661,10 @@ def test_the_role_renders_each_repositorys_verify_limit_and_units() -> None:
     assert variables["_dw_status_verify_max_age"] == "{{ _pgbackrest_verify_max_age | default({}) }}"
     assert variables["_dw_status_verify_schedules"] == "{{ _pgbackrest_verify_schedules | default([]) }}"
     assert variables["_dw_status_verify_metrics_files"] == "{{ _pgbackrest_verify_metrics_files | default({}) }}"
-    for key in ("verify_metrics_file", "verify_max_age_seconds", "pgbackrest-verify-repo"):
+    # The units' names are the pgbackrest role's filter's, never spelled out here.
+    for key in ("verify_metrics_file", "verify_max_age_seconds", "'verify' | pgbackrest_unit(key)"):
         assert key in variables["_dw_status_repos"], key
-    assert "pgbackrest-verify-repo" in variables["_dw_status_timers"]
+    assert "'verify' | pgbackrest_unit(verify.repo)" in variables["_dw_status_timers"]
     defaults = yaml.safe_load((REPO_ROOT / "roles" / "pgbackrest" / "defaults" / "main.yml").read_text())
     assert [v["period_days"] for v in defaults["pgbackrest_verify_schedules"]] == [7, 7, 7]
     assert defaults["pgbackrest_verify_margin_hours"] * 3600 + 7 * 86400 == VERIFY_LIMIT

@@ -1,0 +1,1 @@
+../../pgbackrest/filter_plugins/pgbackrest_units.py
