@@ -4,6 +4,7 @@ absent loses access on the next converge; people's database roles stay read-only
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from conftest import SERVERS, leading, member, psql, run_playbook
@@ -66,4 +67,6 @@ def test_ansible_reached_every_managed_host_as_deploy_over_ssh(address):
     for host in map(member, SERVERS):
         journal = host.check_output("journalctl --no-pager -o cat -u ssh.service")
         assert f"Accepted publickey for deploy from {gateway} " in journal, journal[-2000:]
-        assert "deploy : PWD=" in host.check_output("journalctl --no-pager -o cat _COMM=sudo -n 50")
+        # Mitogen's sudo runs on a pseudo-terminal, so sudo logs a TTY= before the PWD=.
+        sudo_log = host.check_output("journalctl --no-pager -o cat _COMM=sudo -n 50")
+        assert re.search(r"deploy : (TTY=\S+ ; )?PWD=", sudo_log), sudo_log[-2000:]
