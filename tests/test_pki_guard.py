@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import ssl
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,86 @@ def test_the_same_ca_passes_another_stops_and_replacing_is_explicit(controller):
     assert rc != 0, output[-3000:]
     assert hashlib.sha256((ca_dir / "dw-platform-ca.key").read_bytes()).hexdigest() == key
     assert (ca_dir / "dw-platform-ca.crt").read_bytes() == created
+
+
+ROTATION_PLAY = """\
+- name: A CA rotation step, the CA tasks, and what roles/dw_pki's main copies into the trust store
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Take the rotation step
+      ansible.builtin.import_role:
+        name: dw_pki
+        tasks_from: rotate
+      when: dw_pki_rotation_step | length > 0
+    - name: Ensure the private CA exists
+      ansible.builtin.import_role:
+        name: dw_pki
+        tasks_from: ca
+    - name: Trust what the controller holds
+      ansible.builtin.copy:
+        content: "{{ _dw_pki_trust_bundle }}"
+        dest: "{{ _dw_pki_trust_path }}"
+        mode: "0644"
+"""
+
+
+def _pems(path: Path) -> list[bytes]:
+    text = path.read_bytes()
+    return [b"-----BEGIN CERTIFICATE-----" + part.split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n"
+            for part in text.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+
+
+def test_a_rotation_moves_the_ca_step_by_step_and_every_step_passes_the_guard(controller, tmp_path):
+    """playbooks/rotate-ca.yml's steps on the controller (tasks/rotate.yml): the next CA is trusted
+    beside the CA, takes its name at the switch (the trust file unchanged, its CAs sorted), and the
+    retired one leaves the trust; each step passes the foreign-CA check, a step out of order stops
+    before any change, and a host that trusts only the retired CA stops the run."""
+    run, trusted, ca_dir = controller
+    (tmp_path / "play.yml").write_text(ROTATION_PLAY)
+
+    def step(name: str) -> tuple[int, str]:
+        return run("-e", f"dw_pki_rotation_step={name}")
+
+    rc, output = step("")
+    assert rc == 0, output[-3000:]
+    old = (ca_dir / "dw-platform-ca.crt").read_bytes()
+    assert _pems(trusted) == [old]
+
+    rc, output = step("switch")
+    assert rc != 0 and "there is no next CA" in output and "run -e dw_pki_rotation_step=trust first" in output
+
+    rc, output = step("trust")
+    assert rc == 0, output[-3000:]
+    new = (ca_dir / "dw-platform-ca.next.crt").read_bytes()
+    assert sorted(_pems(trusted)) == sorted([old, new]) and (ca_dir / "dw-platform-ca.crt").read_bytes() == old
+    # A CA file TLS clients load as it is (OpenSSL refuses a malformed bundle outright).
+    assert ssl.create_default_context(cafile=str(trusted)).cert_store_stats()["x509_ca"] == 2
+    bundle = trusted.read_bytes()
+
+    rc, output = step("retire")
+    assert rc != 0 and "has not taken over yet" in output, output[-3000:]
+
+    rc, output = step("switch")
+    assert rc == 0, output[-3000:]
+    assert (ca_dir / "dw-platform-ca.crt").read_bytes() == new
+    assert (ca_dir / "dw-platform-ca.retiring.crt").read_bytes() == old
+    assert trusted.read_bytes() == bundle  # the same CAs, sorted: nothing to restart for
+    rc, output = step("switch")
+    assert rc == 0 and "changed=0" in output, output[-3000:]
+
+    rc, output = step("trust")
+    assert rc != 0 and "finish it with -e dw_pki_rotation_step=retire" in output, output[-3000:]
+
+    rc, output = step("retire")
+    assert rc == 0, output[-3000:]
+    assert _pems(trusted) == [new]
+    assert ssl.create_default_context(cafile=str(trusted)).cert_store_stats()["x509_ca"] == 1
+    assert sorted(p.name for p in ca_dir.iterdir()) == ["dw-platform-ca.crt", "dw-platform-ca.key", "retired"]
+    assert [p.read_bytes() for p in (ca_dir / "retired").iterdir()] == [old]
+
+    # A host that missed the rotation still trusts the old CA alone: not this controller's any more.
+    trusted.write_bytes(old)
+    rc, output = step("")
+    assert rc != 0 and f"SHA-256 fingerprint {_fingerprint(old)}" in output, output[-3000:]
+    assert trusted.read_bytes() == old

@@ -30,8 +30,11 @@ MAX_REQUESTS = 50_000
 
 
 def _connect(url: str) -> http.client.HTTPConnection:
+    """A connection with a TLS context of its own: each reads the system trust store (which holds
+    the inventory's CA) as it is then, as a client started anew would, so a CA rotation's new CA
+    is trusted by the next connection after the trust store took it."""
     parts = urlsplit(url)
-    if parts.scheme == "https":  # the system trust store, which holds the inventory's CA
+    if parts.scheme == "https":
         return http.client.HTTPSConnection(parts.hostname, parts.port, context=ssl.create_default_context(), timeout=60)
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
 
@@ -67,9 +70,11 @@ def drive(target: dict, results: dict) -> None:
         except (OSError, http.client.HTTPException) as exc:
             failures.append(f"{sent}: {type(exc).__name__}: {exc}")
             connection.close()
+            connection = _connect(target["url"])
         max_latency = max(max_latency, time.monotonic() - sent_at)
         if not target["keepalive"]:
             connection.close()
+            connection = _connect(target["url"])
         time.sleep(target["pause"])
     connection.close()
     results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures, "max_latency": max_latency}

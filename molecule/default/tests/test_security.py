@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
+import ssl
+import time
+import uuid
 from pathlib import Path
 
-from conftest import API_CONFIG_DIR, PROJECT, run_playbook
-from support import plain_output
+from conftest import API_CONFIG_DIR, PROJECT, api_key, run_playbook, start_load, stop_load
+from support import plain_output, role_default
 
 MAX_EXPOSURE = 2.0
 
@@ -147,6 +151,86 @@ def test_a_controller_without_the_ca_files_stops_before_replacing_the_ca(host, t
     assert not (clone / ".pki").exists()
     assert re.search(r"changed=0 ", output), output[-2000:]
     assert host.check_output(TLS_STATE) == state
+
+
+CA_LOAD_DIR = "/run/ca-rotation-load"
+
+
+def _certificates(host, path: str) -> list[str]:
+    """The SHA-256 fingerprints of the certificates in a PEM file, in file order."""
+    pems = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", host.file(path).content_string, re.S)
+    return [hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest() for pem in pems]
+
+
+def _issuer_key_id(host, path: str) -> str:
+    return host.check_output(f"openssl x509 -in {path} -noout -ext authorityKeyIdentifier | tail -n 1").strip()
+
+
+def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(host, psql, environments, vault):
+    """playbooks/rotate-ca.yml's three steps (issue #27) while clients write through the TLS edge,
+    each request on a new TLS connection that verifies against the system trust store as any client
+    given the inventory's CA does: the new CA is trusted beside the old one, every certificate is
+    reissued from it, and the old one is retired, with zero failed requests and every acknowledged
+    record stored (a symbol of this run's own: the rows it stored are exactly those with it)."""
+    pki = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / ".pki"
+    trust = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
+    edge_cert = f"{role_default('ingest_edge', 'ingest_edge_tls_dir')}/dw-edge.crt"
+    assert host.file(edge_cert).exists
+    old_ca = _certificates(host, trust)
+    assert len(old_ca) == 1
+    old_issuer = _issuer_key_id(host, edge_cert)
+    targets = [{"name": env.name, "url": f"https://localhost:{env.names['edge_port']}/ingest/market-data/",
+                "key": api_key(vault, env.name), "symbol": f"CA{uuid.uuid4().hex[:6].upper()}{env.name[0].upper()}",
+                # A new TLS connection per request, each verified against the trust store as it is then;
+                # about 10 a second each, under the edge's per-client rate limit.
+                "keepalive": False, "pause": 0.1}
+               for env in environments if env.name in ("prod", "dev")]
+    start_load(host, CA_LOAD_DIR, targets)
+    steps = {}
+    try:
+        for step in ("trust", "switch", "retire"):
+            started = time.monotonic()
+            result = run_playbook("rotate-ca.yml", "-e", f"dw_pki_rotation_step={step}")
+            assert result.returncode == 0, (step, plain_output(result.stdout + result.stderr)[-4000:])
+            steps[step] = {"seconds": round(time.monotonic() - started, 1), "trusted": _certificates(host, trust),
+                           "edge_issuer": _issuer_key_id(host, edge_cert),
+                           "bundle": host.check_output(f"sha256sum {trust}"),
+                           "controller": sorted(p.relative_to(pki).as_posix() for p in pki.rglob("*") if p.is_file())}
+    finally:
+        result = stop_load(host, CA_LOAD_DIR)
+    print(f"CA rotation steps: { {step: facts['seconds'] for step, facts in steps.items()} } s;"
+          f" requests: { {name: (stats['sent'], len(stats['failures'])) for name, stats in result.items()} }")
+
+    # trust: the old CA and the new one, the edge still signed by the old.
+    assert old_ca[0] in steps["trust"]["trusted"] and len(steps["trust"]["trusted"]) == 2, steps["trust"]
+    new_ca = next(fp for fp in steps["trust"]["trusted"] if fp != old_ca[0])
+    assert steps["trust"]["edge_issuer"] == old_issuer
+    assert [p for p in steps["trust"]["controller"] if not p.startswith("retired/")] == [
+        "dw-platform-ca.crt", "dw-platform-ca.key", "dw-platform-ca.next.crt", "dw-platform-ca.next.key"]
+    # switch: the same trust file (sorted, so nothing restarts for it), the edge reissued by the new CA.
+    assert steps["switch"]["bundle"] == steps["trust"]["bundle"]
+    assert steps["switch"]["edge_issuer"] != old_issuer
+    assert [p for p in steps["switch"]["controller"] if not p.startswith("retired/")] == [
+        "dw-platform-ca.crt", "dw-platform-ca.key", "dw-platform-ca.retiring.crt", "dw-platform-ca.retiring.key"]
+    # retire: the new CA alone; the old one's key gone from the controller, its certificate kept.
+    assert steps["retire"]["trusted"] == [new_ca], steps["retire"]
+    assert steps["retire"]["edge_issuer"] == steps["switch"]["edge_issuer"]
+    assert [p for p in steps["retire"]["controller"] if not p.startswith("retired/")] == \
+        ["dw-platform-ca.crt", "dw-platform-ca.key"], steps["retire"]
+    assert f"retired/dw-platform-ca-{old_ca[0][:16]}.crt" in steps["retire"]["controller"], steps["retire"]
+    # The system bundle (what the clients verify against) lost the old CA.
+    bundle = host.check_output("openssl crl2pkcs7 -nocrl -certfile /etc/ssl/certs/ca-certificates.crt"
+                               " | openssl pkcs7 -print_certs -noout | grep -c '^subject=.*dw-platform private CA'")
+    assert bundle == "1", bundle
+
+    for target in targets:
+        stats = result[target["name"]]
+        assert stats["failures"] == [], (target["name"], stats["failures"][:5])
+        assert stats["acked"] > 0
+        database = next(e.database for e in environments if e.name == target["name"])
+        stored = int(psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{target['symbol']}'",
+                                database))
+        assert stored == stats["acked"] == stats["sent"], (target["name"], stored, stats)
 
 
 def test_file_modes(host, environments):
