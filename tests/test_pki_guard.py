@@ -152,9 +152,9 @@ ROTATION_PLAY = """\
 
 
 def _pems(path: Path) -> list[bytes]:
-    text = path.read_bytes()
-    return [b"-----BEGIN CERTIFICATE-----" + part.split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n"
-            for part in text.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+    """The certificates of a PEM file, each as its own PEM text."""
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    return [begin + part.split(end)[0] + end + b"\n" for part in path.read_bytes().split(begin)[1:]]
 
 
 def test_a_rotation_moves_the_ca_step_by_step_and_every_step_passes_the_guard(controller, tmp_path):

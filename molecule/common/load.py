@@ -4,7 +4,8 @@ Runs inside a test host, started by support.start_load: a password rotation writ
 API directly, the ha scenario's client writes through the TLS edge. Each request carries a
 distinct record; result.json lists per environment the requests sent, acknowledged (200) and
 every failure, so a test can check that nothing failed and nothing acknowledged is missing, and
-the longest a request took (max_latency, seconds).
+the longest a request took (max_latency, seconds), and how many requests were sent again once on
+a new connection because the server had closed the kept-alive one under them (stale_retries).
 
     python3 load.py WORKDIR   (WORKDIR/targets.json, root-only: no key shows in ps or the journal:
                               [{"name", "url", "key", "symbol", "keepalive", "pause"}], and
@@ -39,6 +40,17 @@ def _connect(url: str) -> http.client.HTTPConnection:
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
 
 
+# What a kept-alive connection closed by the server under a request raises before any response.
+STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError)
+
+
+def _post(connection: http.client.HTTPConnection, path: str, record: dict, key: str) -> tuple:
+    connection.request("POST", path, body=json.dumps(record),
+                       headers={"Content-Type": "application/json", "X-API-Key": key})
+    response = connection.getresponse()
+    return response, response.read()
+
+
 def drive(target: dict, results: dict) -> None:
     """keepalive: one connection for every request, as a client of the edge keeps it; otherwise a
     new connection per request."""
@@ -46,7 +58,7 @@ def drive(target: dict, results: dict) -> None:
     # Timestamps no earlier run wrote, so the stored rows are this run's alone.
     base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3650)
     connection = _connect(target["url"])
-    sent = acked = 0
+    sent = acked = stale_retries = 0
     failures: list[str] = []
     ack_times: list[tuple[int, float]] = []
     max_latency = 0.0
@@ -57,10 +69,19 @@ def drive(target: dict, results: dict) -> None:
                   "high": "11", "low": "10", "close": "10.75", "volume": sent, "vwap": "10.6"}
         sent_at = time.monotonic()
         try:
-            connection.request("POST", path, body=json.dumps(record),
-                               headers={"Content-Type": "application/json", "X-API-Key": target["key"]})
-            response = connection.getresponse()
-            body = response.read()
+            try:
+                reused = connection.sock is not None
+                response, body = _post(connection, path, record, target["key"])
+            except STALE_CONNECTION:
+                # A kept-alive connection the server closed as this request went out (an edge
+                # reloading for a new certificate closes its idle ones): sent again once on a new
+                # connection, as HTTP clients do for an idempotent request (the POST is one).
+                if not reused:
+                    raise
+                stale_retries += 1
+                connection.close()
+                connection = _connect(target["url"])
+                response, body = _post(connection, path, record, target["key"])
             if response.status == 200:
                 acked += 1
                 if target.get("ack_times"):
@@ -77,7 +98,8 @@ def drive(target: dict, results: dict) -> None:
             connection = _connect(target["url"])
         time.sleep(target["pause"])
     connection.close()
-    results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures, "max_latency": max_latency}
+    results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures, "max_latency": max_latency,
+                               "stale_retries": stale_retries}
     if target.get("ack_times"):
         results[target["name"]]["ack_times"] = ack_times
 

@@ -5,11 +5,13 @@ generator run inside a test host."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import re
 import shlex
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -148,6 +150,17 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900,
         env=env, capture_output=True, text=True, timeout=timeout,
     )
 
+
+
+def certificate_fingerprints(host, path: str) -> list[str]:
+    """The SHA-256 fingerprints (hex) of the certificates in a PEM file on the host, sorted."""
+    pems = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", host.file(path).content_string, re.S)
+    return sorted(hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest() for pem in pems)
+
+
+def issuer_key_id(host, path: str) -> str:
+    """The authority key identifier of the certificate at path on the host: which CA signed it."""
+    return host.check_output(f"openssl x509 -in {path} -noout -ext authorityKeyIdentifier | tail -n 1").strip()
 
 def authorize_deploy_key(container: str) -> None:
     """A container made by a test, not by molecule: authorize this run's deploy key in it, as

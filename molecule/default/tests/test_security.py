@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
-import ssl
 import time
 import uuid
 from pathlib import Path
 
 from conftest import API_CONFIG_DIR, PROJECT, api_key, run_playbook, start_load, stop_load
-from support import plain_output, role_default
+from support import certificate_fingerprints, issuer_key_id, plain_output, role_default
 
 MAX_EXPOSURE = 2.0
 
@@ -156,16 +154,6 @@ def test_a_controller_without_the_ca_files_stops_before_replacing_the_ca(host, t
 CA_LOAD_DIR = "/run/ca-rotation-load"
 
 
-def _certificates(host, path: str) -> list[str]:
-    """The SHA-256 fingerprints of the certificates in a PEM file, in file order."""
-    pems = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", host.file(path).content_string, re.S)
-    return [hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest() for pem in pems]
-
-
-def _issuer_key_id(host, path: str) -> str:
-    return host.check_output(f"openssl x509 -in {path} -noout -ext authorityKeyIdentifier | tail -n 1").strip()
-
-
 def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(host, psql, environments, vault):
     """playbooks/rotate-ca.yml's three steps (issue #27) while clients write through the TLS edge,
     each request on a new TLS connection that verifies against the system trust store as any client
@@ -176,9 +164,9 @@ def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(hos
     trust = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
     edge_cert = f"{role_default('ingest_edge', 'ingest_edge_tls_dir')}/dw-edge.crt"
     assert host.file(edge_cert).exists
-    old_ca = _certificates(host, trust)
+    old_ca = certificate_fingerprints(host, trust)
     assert len(old_ca) == 1
-    old_issuer = _issuer_key_id(host, edge_cert)
+    old_issuer = issuer_key_id(host, edge_cert)
     targets = [{"name": env.name, "url": f"https://localhost:{env.names['edge_port']}/ingest/market-data/",
                 "key": api_key(vault, env.name), "symbol": f"CA{uuid.uuid4().hex[:6].upper()}{env.name[0].upper()}",
                 # A new TLS connection per request, each verified against the trust store as it is then;
@@ -192,8 +180,9 @@ def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(hos
             started = time.monotonic()
             result = run_playbook("rotate-ca.yml", "-e", f"dw_pki_rotation_step={step}")
             assert result.returncode == 0, (step, plain_output(result.stdout + result.stderr)[-4000:])
-            steps[step] = {"seconds": round(time.monotonic() - started, 1), "trusted": _certificates(host, trust),
-                           "edge_issuer": _issuer_key_id(host, edge_cert),
+            steps[step] = {"seconds": round(time.monotonic() - started, 1),
+                           "trusted": certificate_fingerprints(host, trust),
+                           "edge_issuer": issuer_key_id(host, edge_cert),
                            "bundle": host.check_output(f"sha256sum {trust}"),
                            "controller": sorted(p.relative_to(pki).as_posix() for p in pki.rglob("*") if p.is_file())}
     finally:
