@@ -47,6 +47,8 @@ OVERLAY = {
     "monitoring_group_wait",
     "monitoring_group_interval",
     "monitoring_repeat_interval",
+    # Test timing: the loss of the whole cluster costs at most this, within a short load.
+    "postgresql_archive_timeout",
 }
 
 
