@@ -143,6 +143,8 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900,
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         # A connection refused or reset (a host just recreated or restarted) is tried again.
         "ANSIBLE_SSH_RETRIES": "3",
+        # As .config/molecule/config.yml: Mitogen's bootstrap on a fresh, loaded host outlasts 10 s.
+        "ANSIBLE_TIMEOUT": "30",
     }
     return subprocess.run(
         ["ansible-playbook", "-i", str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]),
