@@ -21,7 +21,7 @@ import ssl
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,8 +45,9 @@ STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, Broken
 
 
 def _post(connection: http.client.HTTPConnection, path: str, record: dict, key: str) -> tuple:
-    connection.request("POST", path, body=json.dumps(record),
-                       headers={"Content-Type": "application/json", "X-API-Key": key})
+    connection.request(
+        "POST", path, body=json.dumps(record), headers={"Content-Type": "application/json", "X-API-Key": key}
+    )
     response = connection.getresponse()
     return response, response.read()
 
@@ -56,7 +57,7 @@ def drive(target: dict, results: dict) -> None:
     new connection per request."""
     path = urlsplit(target["url"]).path
     # Timestamps no earlier run wrote, so the stored rows are this run's alone.
-    base = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=3650)
+    base = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3650)
     connection = _connect(target["url"])
     sent = acked = stale_retries = 0
     failures: list[str] = []
@@ -65,8 +66,16 @@ def drive(target: dict, results: dict) -> None:
     started = time.monotonic()
     while not (WORK / "stop").exists() and time.monotonic() - started < MAX_SECONDS and sent < MAX_REQUESTS:
         sent += 1
-        record = {"symbol": target["symbol"], "ts": (base + timedelta(seconds=sent)).isoformat(), "open": "10.5",
-                  "high": "11", "low": "10", "close": "10.75", "volume": sent, "vwap": "10.6"}
+        record = {
+            "symbol": target["symbol"],
+            "ts": (base + timedelta(seconds=sent)).isoformat(),
+            "open": "10.5",
+            "high": "11",
+            "low": "10",
+            "close": "10.75",
+            "volume": sent,
+            "vwap": "10.6",
+        }
         sent_at = time.monotonic()
         try:
             try:
@@ -98,8 +107,13 @@ def drive(target: dict, results: dict) -> None:
             connection = _connect(target["url"])
         time.sleep(target["pause"])
     connection.close()
-    results[target["name"]] = {"sent": sent, "acked": acked, "failures": failures, "max_latency": max_latency,
-                               "stale_retries": stale_retries}
+    results[target["name"]] = {
+        "sent": sent,
+        "acked": acked,
+        "failures": failures,
+        "max_latency": max_latency,
+        "stale_retries": stale_retries,
+    }
     if target.get("ack_times"):
         results[target["name"]]["ack_times"] = ack_times
 

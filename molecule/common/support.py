@@ -82,9 +82,16 @@ def inventory_environments() -> list[dict]:
 
 def read_vault() -> dict:
     out = subprocess.run(
-        ["ansible-vault", "view", "--vault-password-file", str(INVENTORY / "vault-password.txt"),
-         str(INVENTORY / "group_vars" / "all" / "vault.yml")],
-        check=True, capture_output=True, text=True,
+        [
+            "ansible-vault",
+            "view",
+            "--vault-password-file",
+            str(INVENTORY / "vault-password.txt"),
+            str(INVENTORY / "group_vars" / "all" / "vault.yml"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return yaml.safe_load(out)
 
@@ -128,8 +135,9 @@ def api_key(vault: dict, environment: str) -> str:
     return key if isinstance(key, str) else key[0]
 
 
-def run_playbook(playbook: str, *args: str, timeout: int = 900,
-                 inventory: str | os.PathLike | None = None) -> subprocess.CompletedProcess[str]:
+def run_playbook(
+    playbook: str, *args: str, timeout: int = 900, inventory: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess[str]:
     """ansible-playbook (a path under playbooks/, or ../site.yml) against the scenario's instances
     (or another inventory file naming them), with the project's roles and the local inventory's
     vault; the output is returned, not checked."""
@@ -147,11 +155,18 @@ def run_playbook(playbook: str, *args: str, timeout: int = 900,
         "ANSIBLE_TIMEOUT": "30",
     }
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]),
-         str(PROJECT / "playbooks" / playbook), *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory or os.environ["MOLECULE_INVENTORY_FILE"]),
+            str(PROJECT / "playbooks" / playbook),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-
 
 
 def certificate_fingerprints(host, path: str) -> list[str]:
@@ -163,6 +178,7 @@ def certificate_fingerprints(host, path: str) -> list[str]:
 def issuer_key_id(host, path: str) -> str:
     """The authority key identifier of the certificate at path on the host: which CA signed it."""
     return host.check_output(f"openssl x509 -in {path} -noout -ext authorityKeyIdentifier | tail -n 1").strip()
+
 
 def authorize_deploy_key(container: str) -> None:
     """A container made by a test, not by molecule: authorize this run's deploy key in it, as
@@ -199,7 +215,9 @@ def fresh_container(scenario: Path, name: str, timeout: float = 60) -> None:
     subprocess.run(argv, check=True, capture_output=True, text=True)
 
     def booted() -> bool:
-        state = subprocess.run(["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True)
+        state = subprocess.run(
+            ["podman", "exec", name, "systemctl", "is-system-running"], capture_output=True, text=True
+        )
         return state.stdout.strip() in ("running", "degraded")
 
     wait_for(booted, timeout, f"{name}'s systemd to come up")

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "common"))
 
-from support import (  # noqa: E402
+from support import (
     NAMES,
     PGBACKREST,
     PROJECT,
@@ -64,8 +64,10 @@ class Environment:
 
 @pytest.fixture(scope="session")
 def environments() -> list[Environment]:
-    return [Environment(**{k: e[k] for k in ("name", "environment", "database", "api_port")}, names=e)
-            for e in inventory_environments()]
+    return [
+        Environment(**{k: e[k] for k in ("name", "environment", "database", "api_port")}, names=e)
+        for e in inventory_environments()
+    ]
 
 
 class Psql:
@@ -74,14 +76,15 @@ class Psql:
     def __init__(self, host):
         self.host = host
 
-    def run(self, sql: str, db: str = "postgres", user: str | None = None,
-            password: str | None = None):
+    def run(self, sql: str, db: str = "postgres", user: str | None = None, password: str | None = None):
         base = f"psql -X -A -t -v ON_ERROR_STOP=1 -d {shlex.quote(db)} -c {shlex.quote(sql)}"
         if user is None:
             cmd = f"runuser -u postgres -- {base}"
         else:
-            cmd = (f"env PGPASSWORD={shlex.quote(password or '')} PGCONNECT_TIMEOUT=5 "
-                   f"{base} -h 127.0.0.1 -U {shlex.quote(user)}")
+            cmd = (
+                f"env PGPASSWORD={shlex.quote(password or '')} PGCONNECT_TIMEOUT=5 "
+                f"{base} -h 127.0.0.1 -U {shlex.quote(user)}"
+            )
         return self.host.run(cmd)
 
     def value(self, sql: str, db: str = "postgres", **kw) -> str:
@@ -99,12 +102,12 @@ def psql(host) -> Psql:
 def active_api_login(host, environments) -> dict[str, str]:
     """Environment database -> the API login role (blue or green) that currently holds LOGIN."""
     out = host.check_output(
-        "runuser -u postgres -- psql -X -A -t -c "
-        + shlex.quote("SELECT rolname FROM pg_roles WHERE rolcanlogin")
+        "runuser -u postgres -- psql -X -A -t -c " + shlex.quote("SELECT rolname FROM pg_roles WHERE rolcanlogin")
     )
     can_login = set(out.split())
-    return {env.database: login for env in environments for login in env.names["api_logins"].values()
-            if login in can_login}
+    return {
+        env.database: login for env in environments for login in env.names["api_logins"].values() if login in can_login
+    }
 
 
 def refresh_backup_metrics(host) -> float:
@@ -122,4 +125,3 @@ def refresh_backup_metrics(host) -> float:
     started = time.time()
     host.check_output("systemctl start dw-backup-metrics.service")
     return started
-

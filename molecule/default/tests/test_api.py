@@ -7,21 +7,30 @@ import json
 import shlex
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from conftest import PROJECT, api_key, wait_for
 
 
 def _record(symbol: str) -> dict:
-    return {"symbol": symbol, "ts": datetime.now(timezone.utc).isoformat(), "open": "101.25",
-            "high": "102.5", "low": "100.75", "close": "101.9", "volume": 1200, "vwap": "101.6"}
+    return {
+        "symbol": symbol,
+        "ts": datetime.now(UTC).isoformat(),
+        "open": "101.25",
+        "high": "102.5",
+        "low": "100.75",
+        "close": "101.9",
+        "volume": 1200,
+        "vwap": "101.6",
+    }
 
 
 def _post(host, port: int, body: str, api_key: str | None):
     auth = f"-H {shlex.quote('X-API-Key: ' + api_key)} " if api_key else ""
     out = host.check_output(
         f"curl -s -o /tmp/body -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' {auth}"
-        f"--data-binary {shlex.quote(body)} http://127.0.0.1:{port}/ingest/market-data/; echo; cat /tmp/body")
+        f"--data-binary {shlex.quote(body)} http://127.0.0.1:{port}/ingest/market-data/; echo; cat /tmp/body"
+    )
     status, _, payload = out.partition("\n")
     return int(status), payload
 
@@ -93,8 +102,9 @@ def test_simulator_run_adds_four_to_eight_rows_to_dev(host, psql):
 
 def test_simulator_timer_is_scheduled_within_fifteen_minutes(host):
     assert host.service("market-data-simulator.timer").is_enabled
-    next_at = int(host.check_output(
-        'date -d "$(systemctl show -P NextElapseUSecRealtime market-data-simulator.timer)" +%s'))
+    next_at = int(
+        host.check_output('date -d "$(systemctl show -P NextElapseUSecRealtime market-data-simulator.timer)" +%s')
+    )
     # 15 minutes of period plus the timer's randomised delay (60 s).
     assert 0 < next_at - time.time() <= 15 * 60 + 60
 

@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-
 from conftest import PGBACKREST, STANZA, refresh_backup_metrics, role_default, run_playbook
 from support import unwritable
 
@@ -28,9 +27,11 @@ def test_each_repository_holds_a_full_backup(host):
     repos_with_full = {b["database"]["repo-key"] for b in info["backup"] if b["type"] == "full"}
     assert repos_with_full == REPOS
     for backup in info["backup"]:
-        print(f"repo{backup['database']['repo-key']} {backup['type']} {backup['label']}: "
-              f"{backup['info']['repository']['delta']} bytes in repo, "
-              f"{backup['timestamp']['stop'] - backup['timestamp']['start']} s")
+        print(
+            f"repo{backup['database']['repo-key']} {backup['type']} {backup['label']}: "
+            f"{backup['info']['repository']['delta']} bytes in repo, "
+            f"{backup['timestamp']['stop'] - backup['timestamp']['start']} s"
+        )
 
 
 def test_repos_leaving_the_host_are_encrypted_and_config_is_private(host):
@@ -43,13 +44,18 @@ def test_repos_leaving_the_host_are_encrypted_and_config_is_private(host):
 
 def test_archive_command_and_check(host):
     assert f"pgbackrest --stanza={STANZA} archive-push" in host.check_output(
-        "runuser -u postgres -- psql -XAtc 'SHOW archive_command'")
+        "runuser -u postgres -- psql -XAtc 'SHOW archive_command'"
+    )
     assert host.run(f"{PGBACKREST} check").rc == 0
 
 
 def test_timers_scheduled(host):
-    expected = {"pgbackrest-daily.timer": "02:30", "pgbackrest-weekly-full-repo1.timer": "01:30",
-                "pgbackrest-weekly-full-repo2.timer": "03:30", "pgbackrest-weekly-full-repo3.timer": "03:30"}
+    expected = {
+        "pgbackrest-daily.timer": "02:30",
+        "pgbackrest-weekly-full-repo1.timer": "01:30",
+        "pgbackrest-weekly-full-repo2.timer": "03:30",
+        "pgbackrest-weekly-full-repo3.timer": "03:30",
+    }
     for timer, clock in expected.items():
         assert host.service(timer).is_enabled
         assert f" {clock}:00 ;" in host.check_output(f"systemctl show -P TimersCalendar {timer}"), timer
@@ -72,8 +78,12 @@ def test_verify_unit_runs_in_its_sandbox_and_records_its_outcome(host):
     assert "repo1 verified:" in journal, journal
     text = host.check_output(f"cat {metrics}")
     assert f'dw_pgbackrest_verify_ok{{stanza="{STANZA}",repo="1"}} 1' in text, text
-    for name in ("last_success_timestamp_seconds", "duration_seconds", "max_age_seconds",
-                 "scheduled_timestamp_seconds"):
+    for name in (
+        "last_success_timestamp_seconds",
+        "duration_seconds",
+        "max_age_seconds",
+        "scheduled_timestamp_seconds",
+    ):
         assert f"dw_pgbackrest_verify_{name}{{" in text, text
 
 
@@ -98,8 +108,13 @@ def test_restore_drill_unit_restores_the_newest_backup_and_records_its_outcome(h
     assert host.run("ls -A /var/lib/pgbackrest-drill").stdout.strip() == "", "the copy was not removed"
     text = host.check_output(f"cat {metrics}")
     assert f'dw_pgbackrest_drill_ok{{stanza="{STANZA}",repo="1"}} 1' in text, text
-    for name in ("last_success_timestamp_seconds", "duration_seconds", "restored_size_bytes", "max_age_seconds",
-                 "scheduled_timestamp_seconds"):
+    for name in (
+        "last_success_timestamp_seconds",
+        "duration_seconds",
+        "restored_size_bytes",
+        "max_age_seconds",
+        "scheduled_timestamp_seconds",
+    ):
         assert f"dw_pgbackrest_drill_{name}{{" in text, text
     assert f'dw_pgbackrest_drill_rows{{stanza="{STANZA}",repo="1",database="cosc471_prod"}} ' in text, text
     # The live cluster's shared memory survives the unit (it runs as postgres too).
@@ -128,8 +143,10 @@ def test_restore_drill_restores_and_counts_match(repo):
 
 def test_unwritable_repo2_does_not_stop_archiving_to_repo1(host):
     with unwritable(host, REPO2, "000"):
-        wal = host.check_output("runuser -u postgres -- psql -XAtc "
-                                "\"SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT pg_switch_wal()) s\"")
+        wal = host.check_output(
+            "runuser -u postgres -- psql -XAtc "
+            '"SELECT pg_walfile_name(pg_current_wal_lsn()) FROM (SELECT pg_switch_wal()) s"'
+        )
         host.check_output("runuser -u postgres -- psql -XAtc 'SELECT pg_switch_wal()'")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

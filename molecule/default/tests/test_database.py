@@ -28,10 +28,17 @@ def test_data_checksums_and_wal_ready_for_archiving(psql):
 def test_databases_and_table_exist(psql, environments):
     for env in environments:
         assert psql.value("SELECT to_regclass('staging.market_data') IS NOT NULL", env.database) == "t"
-        assert psql.value(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{env.database}'") \
+        assert (
+            psql.value(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{env.database}'")
             == env.names["owner_role"]
-        assert psql.value("SELECT tableowner FROM pg_tables WHERE schemaname = 'staging' "
-                          "AND tablename = 'market_data'", env.database) == env.names["owner_role"]
+        )
+        assert (
+            psql.value(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = 'staging' AND tablename = 'market_data'",
+                env.database,
+            )
+            == env.names["owner_role"]
+        )
 
 
 def test_api_login_writes_own_database_and_is_refused_by_others(psql, environments, vault, active_api_login):
@@ -48,8 +55,9 @@ def test_api_login_writes_own_database_and_is_refused_by_others(psql, environmen
         assert psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", env.database) == "1"
         psql.value(f"DELETE FROM staging.market_data WHERE symbol = '{symbol}'", env.database)
         # Least privilege: no DDL, no DELETE for the API.
-        denied = psql.run(f"DELETE FROM staging.market_data WHERE symbol = '{symbol}'", env.database,
-                          user=login, password=password)
+        denied = psql.run(
+            f"DELETE FROM staging.market_data WHERE symbol = '{symbol}'", env.database, user=login, password=password
+        )
         assert denied.rc != 0 and "permission denied" in denied.stderr
         for other in environments:
             if other.database == env.database:
@@ -62,11 +70,17 @@ def test_api_login_writes_own_database_and_is_refused_by_others(psql, environmen
 def test_people_read_but_cannot_write(psql, environments, vault):
     password = vault["vault_postgresql_people_passwords"]["dw_alex"]
     for env in environments:
-        assert psql.run("SELECT count(*) FROM staging.market_data", env.database,
-                        user="dw_alex", password=password).rc == 0
+        assert (
+            psql.run("SELECT count(*) FROM staging.market_data", env.database, user="dw_alex", password=password).rc
+            == 0
+        )
         write = psql.run(
             "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
-            "VALUES ('NOPE', now(), 1, 1, 1, 1, 1, 1)", env.database, user="dw_alex", password=password)
+            "VALUES ('NOPE', now(), 1, 1, 1, 1, 1, 1)",
+            env.database,
+            user="dw_alex",
+            password=password,
+        )
         assert write.rc != 0 and "permission denied" in write.stderr
 
 
@@ -78,24 +92,38 @@ def test_wrong_password_is_refused(psql, environments, active_api_login):
 
 def test_pg_hba_has_no_weak_rules(psql):
     assert psql.value("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
-    assert psql.value(
-        "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method IN ('trust', 'md5', 'password', 'ident')") == "0"
+    assert (
+        psql.value("SELECT count(*) FROM pg_hba_file_rules WHERE auth_method IN ('trust', 'md5', 'password', 'ident')")
+        == "0"
+    )
     # postgres is reachable only over the local socket, by peer.
-    assert psql.value(
-        "SELECT string_agg(type || ':' || auth_method, ',') FROM pg_hba_file_rules "
-        "WHERE 'postgres' = ANY(user_name) OR 'all' = ANY(user_name)") == "local:peer"
+    assert (
+        psql.value(
+            "SELECT string_agg(type || ':' || auth_method, ',') FROM pg_hba_file_rules "
+            "WHERE 'postgres' = ANY(user_name) OR 'all' = ANY(user_name)"
+        )
+        == "local:peer"
+    )
 
 
 def test_every_login_password_is_scram(psql):
     # The exporter's monitoring login has no password at all: pg_hba admits it by peer only.
     monitoring = role_default("postgresql", "postgresql_monitoring_login")
-    assert psql.value(
-        "SELECT count(*) FROM pg_authid WHERE rolcanlogin AND rolname NOT IN ('postgres', "
-        f"'{monitoring}') AND (rolpassword IS NULL OR rolpassword NOT LIKE 'SCRAM-SHA-256$%')") == "0"
+    assert (
+        psql.value(
+            "SELECT count(*) FROM pg_authid WHERE rolcanlogin AND rolname NOT IN ('postgres', "
+            f"'{monitoring}') AND (rolpassword IS NULL OR rolpassword NOT LIKE 'SCRAM-SHA-256$%')"
+        )
+        == "0"
+    )
     assert psql.value(f"SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = '{monitoring}'") == "t"
-    assert psql.value(
-        "SELECT string_agg(type || ':' || array_to_string(database, ',') || ':' || auth_method, ' ') "
-        f"FROM pg_hba_file_rules WHERE '{monitoring}' = ANY(user_name)") == "local:postgres:peer"
+    assert (
+        psql.value(
+            "SELECT string_agg(type || ':' || array_to_string(database, ',') || ':' || auth_method, ' ') "
+            f"FROM pg_hba_file_rules WHERE '{monitoring}' = ANY(user_name)"
+        )
+        == "local:postgres:peer"
+    )
 
 
 def test_public_has_no_connect_and_no_create_on_public(psql, environments):

@@ -258,11 +258,19 @@ def test_a_short_lived_certificate_alerts_and_a_converge_clears_it(host):
     assert query(host, alert) == []
     # Due for renewal now (397 < 400 days), and renewed for 5: what a converge would leave after a
     # CA or an operator gave the edge a certificate about to expire.
-    short = run_playbook("../site.yml", "--tags", "ingest_edge", "-e", "dw_pki_certificate_validity_days=5",
-                         "-e", "dw_pki_certificate_renew_days=400")
+    short = run_playbook(
+        "../site.yml",
+        "--tags",
+        "ingest_edge",
+        "-e",
+        "dw_pki_certificate_validity_days=5",
+        "-e",
+        "dw_pki_certificate_renew_days=400",
+    )
     assert short.returncode == 0, (short.stdout + short.stderr)[-3000:]
-    days_left = (int(host.check_output(f"date -d \"$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)\" +%s"))
-                 - time.time()) / 86400
+    days_left = (
+        int(host.check_output(f'date -d "$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)" +%s')) - time.time()
+    ) / 86400
     assert 4 < days_left <= 5, days_left
     issued_at = time.time()
     firing = wait_for(lambda: query(host, alert), 90, "DwCertificateExpiresSoon for the edge's certificate")
@@ -272,12 +280,16 @@ def test_a_short_lived_certificate_alerts_and_a_converge_clears_it(host):
     # The converge an operator runs anyway renews it, and the alert clears.
     renewed = run_playbook("../site.yml", "--tags", "ingest_edge")
     assert renewed.returncode == 0, (renewed.stdout + renewed.stderr)[-3000:]
-    days_left = (int(host.check_output(f"date -d \"$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)\" +%s"))
-                 - time.time()) / 86400
+    days_left = (
+        int(host.check_output(f'date -d "$(openssl x509 -noout -enddate -in {cert} | cut -d= -f2)" +%s')) - time.time()
+    ) / 86400
     assert days_left > 300, days_left
     renewed_at = time.time()
-    wait_for(lambda: not query(host, f'ALERTS{{alertname="DwCertificateExpiresSoon", path="{cert}"}}'), 90,
-             "DwCertificateExpiresSoon to clear after the converge")
+    wait_for(
+        lambda: not query(host, f'ALERTS{{alertname="DwCertificateExpiresSoon", path="{cert}"}}'),
+        90,
+        "DwCertificateExpiresSoon to clear after the converge",
+    )
     print(f"converge renewed it -> alert cleared: {time.time() - renewed_at:.1f} s")
     # The edge serves the renewed certificate.
     served = host.check_output(

@@ -9,7 +9,6 @@ import json
 import time
 
 import pytest
-
 from conftest import PGBACKREST, run_playbook
 
 DATABASE = "cosc471_test"
@@ -96,7 +95,9 @@ def test_point_in_time_restore_after_losing_pg_control(host, psql, environments,
     restore_seconds = time.monotonic() - started
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
 
-    rows = psql.value(f"SELECT volume, count(*) FROM staging.market_data WHERE symbol = '{symbol}' GROUP BY 1", db=DATABASE)
+    rows = psql.value(
+        f"SELECT volume, count(*) FROM staging.market_data WHERE symbol = '{symbol}' GROUP BY 1", db=DATABASE
+    )
     counts = {int(phase): int(n) for phase, n in (line.split("|") for line in rows.splitlines())}
     assert counts == {1: ROWS[1], 2: ROWS[2]}, f"restored to {target}: rows by phase {counts}"
     recovery_log = host.check_output(f"tail -c +{log_offset + 1} {server_log}")
@@ -111,8 +112,10 @@ def test_point_in_time_restore_after_losing_pg_control(host, psql, environments,
         if b["type"] == "full" and b["database"]["repo-key"] == repo
     )
     reported = next(line for line in result.stdout.splitlines() if f"restored repo{repo} to" in line)
-    print(f"repo{repo}: full backup {size / 1e6:.1f} MB in repo, {backup_seconds:.1f} s; "
-          f"restore playbook {restore_seconds:.1f} s; {reported.strip()}")
+    print(
+        f"repo{repo}: full backup {size / 1e6:.1f} MB in repo, {backup_seconds:.1f} s; "
+        f"restore playbook {restore_seconds:.1f} s; {reported.strip()}"
+    )
 
 
 def test_verify_finds_damage_that_its_exit_status_hides(host):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECT, api_key, run_playbook, start_load, stop_load
 
 LOAD_DIR = "/run/rotation-load"
@@ -55,17 +54,34 @@ def back_to_the_vault(vault, tmp_path):
         _rotate(vault["vault_postgresql_api_passwords"], tmp_path, "restore")
 
 
-def test_rotation_under_load_loses_nothing_and_leaks_nothing(host, psql, environments, vault, tmp_path,
-                                                             journal_cursor, back_to_the_vault):
+def test_rotation_under_load_loses_nothing_and_leaks_nothing(
+    host, psql, environments, vault, tmp_path, journal_cursor, back_to_the_vault
+):
     old = vault["vault_postgresql_api_passwords"]
     new = {e.name: secrets.token_urlsafe(24) for e in environments}
-    before = {e.name: int(psql.value("SELECT count(*) FROM staging.market_data WHERE symbol = "
-                                     f"'ROT{e.name.upper()}'", e.database)) for e in environments}
+    before = {
+        e.name: int(
+            psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = 'ROT{e.name.upper()}'", e.database)
+        )
+        for e in environments
+    }
     old_logins = {e.name: psql.value(_active_login_sql(e)) for e in environments}
 
-    start_load(host, LOAD_DIR, [{"name": e.name, "url": f"http://127.0.0.1:{e.api_port}/ingest/market-data/",
-                                 "key": api_key(vault, e.name), "symbol": f"ROT{e.name.upper()}", "keepalive": False,
-                                 "pause": 0.02} for e in environments])
+    start_load(
+        host,
+        LOAD_DIR,
+        [
+            {
+                "name": e.name,
+                "url": f"http://127.0.0.1:{e.api_port}/ingest/market-data/",
+                "key": api_key(vault, e.name),
+                "symbol": f"ROT{e.name.upper()}",
+                "keepalive": False,
+                "pause": 0.02,
+            }
+            for e in environments
+        ],
+    )
     time.sleep(2)
     outputs = [_rotate(new, tmp_path, "new")]
     time.sleep(2)
@@ -75,8 +91,14 @@ def test_rotation_under_load_loses_nothing_and_leaks_nothing(host, psql, environ
         stats = result[env.name]
         assert stats["failures"] == [], (env.name, stats["failures"][:5])
         assert stats["acked"] > 0
-        stored = int(psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = 'ROT{env.name.upper()}'",
-                                env.database)) - before[env.name]
+        stored = (
+            int(
+                psql.value(
+                    f"SELECT count(*) FROM staging.market_data WHERE symbol = 'ROT{env.name.upper()}'", env.database
+                )
+            )
+            - before[env.name]
+        )
         assert stored == stats["acked"], (env.name, stored, stats)
 
         new_login = psql.value(_active_login_sql(env))
@@ -106,8 +128,9 @@ def test_rotation_under_load_loses_nothing_and_leaks_nothing(host, psql, environ
 
 
 def test_every_vault_file_in_git_is_encrypted():
-    files = subprocess.run(["git", "ls-files", "*vault.yml"], cwd=PROJECT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "*vault.yml"], cwd=PROJECT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert files, "no vault.yml tracked"
     for name in files:
         assert (PROJECT / name).read_text().startswith("$ANSIBLE_VAULT;"), name

@@ -25,18 +25,26 @@ def _project_units(host) -> list[str]:
     out = host.check_output(
         "cd /etc/systemd/system && ls dw-api-*.service market-data-simulator.service pgbackrest-*.service"
         " dw-backup-metrics.service dw-certificate-metrics.service"
-        " && ls -d postgresql@*.service.d nginx.service.d prometheus*.service.d | sed 's/[.]d$//'")
+        " && ls -d postgresql@*.service.d nginx.service.d prometheus*.service.d | sed 's/[.]d$//'"
+    )
     # The unit-failure hook is a template: score the instance a backup's failure starts.
-    return sorted(out.split() + ["dw-unit-failed@pgbackrest-daily.service.service"])
+    return sorted([*out.split(), "dw-unit-failed@pgbackrest-daily.service.service"])
 
 
 def test_every_project_unit_scores_low_exposure(host, environments):
     units = _project_units(host)
-    assert {f"{e.unit}.service" for e in environments} | {"market-data-simulator.service", "nginx.service"} <= set(units)
+    assert {f"{e.unit}.service" for e in environments} | {"market-data-simulator.service", "nginx.service"} <= set(
+        units
+    )
     assert any(unit.startswith("postgresql@") for unit in units), units
-    assert {"prometheus.service", "prometheus-alertmanager.service", "prometheus-node-exporter.service",
-            "prometheus-postgres-exporter.service", "dw-backup-metrics.service",
-            "dw-certificate-metrics.service"} <= set(units)
+    assert {
+        "prometheus.service",
+        "prometheus-alertmanager.service",
+        "prometheus-node-exporter.service",
+        "prometheus-postgres-exporter.service",
+        "dw-backup-metrics.service",
+        "dw-certificate-metrics.service",
+    } <= set(units)
     scores = {}
     for unit in units:
         out = host.check_output(f"systemd-analyze security --no-pager {unit}")
@@ -110,9 +118,11 @@ def test_the_edge_passes_only_the_ingest_routes_the_contract_and_liveness(host, 
 
 # What a second CA would change on the host: its trust in the CA (the copy and the bundle
 # update-ca-certificates builds) and every certificate a role lists, each with its checksum.
-TLS_STATE = ("{ echo /usr/local/share/ca-certificates/dw-platform-ca.crt; echo /etc/ssl/certs/ca-certificates.crt;"
-             " ls -d /etc/dw-certificates.d/*.list; grep -hv '^#' /etc/dw-certificates.d/*.list; }"
-             " | sort -u | xargs -r sha256sum")
+TLS_STATE = (
+    "{ echo /usr/local/share/ca-certificates/dw-platform-ca.crt; echo /etc/ssl/certs/ca-certificates.crt;"
+    " ls -d /etc/dw-certificates.d/*.list; grep -hv '^#' /etc/dw-certificates.d/*.list; }"
+    " | sort -u | xargs -r sha256sum"
+)
 
 
 def test_a_controller_without_the_ca_files_stops_before_replacing_the_ca(host, tmp_path):
@@ -138,8 +148,9 @@ def test_a_controller_without_the_ca_files_stops_before_replacing_the_ca(host, t
     output = plain_output(result.stdout + result.stderr)
     instance = "dw-molecule-bookworm"
     assert result.returncode != 0, output[-3000:]
-    assert f"Stopped before changing anything: {instance} already trusts a CA of this project, {trust}" in output, \
+    assert f"Stopped before changing anything: {instance} already trusts a CA of this project, {trust}" in output, (
         output[-3000:]
+    )
     assert f"SHA-256 fingerprint {fingerprint}, valid until" in output, (fingerprint, output[-3000:])
     assert f"This controller has no CA at {clone}/.pki/dw-platform-ca.crt" in output, output[-3000:]
     assert "set dw_pki_ca_dir to the shared directory that holds it" in output
@@ -167,12 +178,20 @@ def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(hos
     old_ca = certificate_fingerprints(host, trust)
     assert len(old_ca) == 1
     old_issuer = issuer_key_id(host, edge_cert)
-    targets = [{"name": env.name, "url": f"https://localhost:{env.names['edge_port']}/ingest/market-data/",
-                "key": api_key(vault, env.name), "symbol": f"CA{uuid.uuid4().hex[:6].upper()}{env.name[0].upper()}",
-                # A new TLS connection per request, each verified against the trust store as it is then;
-                # about 10 a second each, under the edge's per-client rate limit.
-                "keepalive": False, "pause": 0.1}
-               for env in environments if env.name in ("prod", "dev")]
+    targets = [
+        {
+            "name": env.name,
+            "url": f"https://localhost:{env.names['edge_port']}/ingest/market-data/",
+            "key": api_key(vault, env.name),
+            "symbol": f"CA{uuid.uuid4().hex[:6].upper()}{env.name[0].upper()}",
+            # A new TLS connection per request, each verified against the trust store as it is then;
+            # about 10 a second each, under the edge's per-client rate limit.
+            "keepalive": False,
+            "pause": 0.1,
+        }
+        for env in environments
+        if env.name in ("prod", "dev")
+    ]
     start_load(host, CA_LOAD_DIR, targets)
     steps = {}
     try:
@@ -180,36 +199,52 @@ def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(hos
             started = time.monotonic()
             result = run_playbook("rotate-ca.yml", "-e", f"dw_pki_rotation_step={step}")
             assert result.returncode == 0, (step, plain_output(result.stdout + result.stderr)[-4000:])
-            steps[step] = {"seconds": round(time.monotonic() - started, 1),
-                           "trusted": certificate_fingerprints(host, trust),
-                           "edge_issuer": issuer_key_id(host, edge_cert),
-                           "bundle": host.check_output(f"sha256sum {trust}"),
-                           "controller": sorted(p.relative_to(pki).as_posix() for p in pki.rglob("*") if p.is_file())}
+            steps[step] = {
+                "seconds": round(time.monotonic() - started, 1),
+                "trusted": certificate_fingerprints(host, trust),
+                "edge_issuer": issuer_key_id(host, edge_cert),
+                "bundle": host.check_output(f"sha256sum {trust}"),
+                "controller": sorted(p.relative_to(pki).as_posix() for p in pki.rglob("*") if p.is_file()),
+            }
     finally:
         result = stop_load(host, CA_LOAD_DIR)
-    print(f"CA rotation steps: { {step: facts['seconds'] for step, facts in steps.items()} } s;"
-          f" requests: { {name: (stats['sent'], len(stats['failures'])) for name, stats in result.items()} }")
+    print(
+        f"CA rotation steps: { {step: facts['seconds'] for step, facts in steps.items()} } s;"
+        f" requests: { {name: (stats['sent'], len(stats['failures'])) for name, stats in result.items()} }"
+    )
 
     # trust: the old CA and the new one, the edge still signed by the old.
     assert old_ca[0] in steps["trust"]["trusted"] and len(steps["trust"]["trusted"]) == 2, steps["trust"]
     new_ca = next(fp for fp in steps["trust"]["trusted"] if fp != old_ca[0])
     assert steps["trust"]["edge_issuer"] == old_issuer
     assert [p for p in steps["trust"]["controller"] if not p.startswith("retired/")] == [
-        "dw-platform-ca.crt", "dw-platform-ca.key", "dw-platform-ca.next.crt", "dw-platform-ca.next.key"]
+        "dw-platform-ca.crt",
+        "dw-platform-ca.key",
+        "dw-platform-ca.next.crt",
+        "dw-platform-ca.next.key",
+    ]
     # switch: the same trust file (sorted, so nothing restarts for it), the edge reissued by the new CA.
     assert steps["switch"]["bundle"] == steps["trust"]["bundle"]
     assert steps["switch"]["edge_issuer"] != old_issuer
     assert [p for p in steps["switch"]["controller"] if not p.startswith("retired/")] == [
-        "dw-platform-ca.crt", "dw-platform-ca.key", "dw-platform-ca.retiring.crt", "dw-platform-ca.retiring.key"]
+        "dw-platform-ca.crt",
+        "dw-platform-ca.key",
+        "dw-platform-ca.retiring.crt",
+        "dw-platform-ca.retiring.key",
+    ]
     # retire: the new CA alone; the old one's key gone from the controller, its certificate kept.
     assert steps["retire"]["trusted"] == [new_ca], steps["retire"]
     assert steps["retire"]["edge_issuer"] == steps["switch"]["edge_issuer"]
-    assert [p for p in steps["retire"]["controller"] if not p.startswith("retired/")] == \
-        ["dw-platform-ca.crt", "dw-platform-ca.key"], steps["retire"]
+    assert [p for p in steps["retire"]["controller"] if not p.startswith("retired/")] == [
+        "dw-platform-ca.crt",
+        "dw-platform-ca.key",
+    ], steps["retire"]
     assert f"retired/dw-platform-ca-{old_ca[0][:16]}.crt" in steps["retire"]["controller"], steps["retire"]
     # The system bundle (what the clients verify against) lost the old CA.
-    bundle = host.check_output("openssl crl2pkcs7 -nocrl -certfile /etc/ssl/certs/ca-certificates.crt"
-                               " | openssl pkcs7 -print_certs -noout | grep -c '^subject=.*dw-platform private CA'")
+    bundle = host.check_output(
+        "openssl crl2pkcs7 -nocrl -certfile /etc/ssl/certs/ca-certificates.crt"
+        " | openssl pkcs7 -print_certs -noout | grep -c '^subject=.*dw-platform private CA'"
+    )
     assert bundle == "1", bundle
 
     for target in targets:
@@ -217,8 +252,9 @@ def test_the_ca_rotates_under_load_through_the_edge_without_a_failed_request(hos
         assert stats["failures"] == [], (target["name"], stats["failures"][:5])
         assert stats["acked"] > 0
         database = next(e.database for e in environments if e.name == target["name"])
-        stored = int(psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{target['symbol']}'",
-                                database))
+        stored = int(
+            psql.value(f"SELECT count(*) FROM staging.market_data WHERE symbol = '{target['symbol']}'", database)
+        )
         assert stored == stats["acked"] == stats["sent"], (target["name"], stored, stats)
 
 
@@ -238,15 +274,20 @@ def test_file_modes(host, environments):
 
 
 def test_opening_the_api_without_keys_is_refused():
-    result = run_playbook("app.yml", "--check", "-e", "ingest_api_bind_address=0.0.0.0",
-                          "-e", '{"ingest_api_keys": {}}', timeout=300)
+    result = run_playbook(
+        "app.yml", "--check", "-e", "ingest_api_bind_address=0.0.0.0", "-e", '{"ingest_api_keys": {}}', timeout=300
+    )
     assert result.returncode != 0
     assert "ingest_api_keys.prod must be set" in result.stdout + result.stderr
 
 
 def test_weak_or_shared_api_keys_are_refused(vault):
     keys = vault["vault_ingest_api_keys"]
-    weak = {"prod": ["short-key", keys["prod"]], "dev": ["with a space " + keys["dev"]], "test": [keys["test"], keys["prod"]]}
+    weak = {
+        "prod": ["short-key", keys["prod"]],
+        "dev": ["with a space " + keys["dev"]],
+        "test": [keys["test"], keys["prod"]],
+    }
     result = run_playbook("app.yml", "--check", "-e", json.dumps({"ingest_api_keys": weak}), timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -291,8 +332,10 @@ def test_every_secret_file_is_in_the_security_docs_with_its_owner_mode_and_reade
     # Every file holding a value of the vault, or a private key, is in the table.
     values = [v for v in _strings(vault) if len(v) >= 12]
     host.check_output(f"umask 077; printf '%s\\n' {' '.join(shlex.quote(v) for v in values)} > /root/.dw-patterns")
-    holding = host.run(f"grep -rlsF -f /root/.dw-patterns --exclude=.dw-patterns {SCANNED} --exclude-dir=postgresql"
-                       "; grep -rlsE -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' /etc").stdout.split()
+    holding = host.run(
+        f"grep -rlsF -f /root/.dw-patterns --exclude=.dw-patterns {SCANNED} --exclude-dir=postgresql"
+        "; grep -rlsE -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' /etc"
+    ).stdout.split()
     host.run("rm -f /root/.dw-patterns")
     found = sorted({path for path in holding if not path.startswith(FIXTURES)})
     assert any(path.endswith("/prod.env") for path in found), found  # the scan itself works
@@ -300,8 +343,14 @@ def test_every_secret_file_is_in_the_security_docs_with_its_owner_mode_and_reade
     assert missing == [], "secret files missing from the table in docs/edge-and-security.md"
 
     # Each listed file that is here: owner, mode, and exactly its readers among the service users.
-    users = {env.unit for env in environments} | {"dw-simulator", "www-data", "prometheus", "postgres", "etcd",
-                                                  "nobody"}
+    users = {env.unit for env in environments} | {
+        "dw-simulator",
+        "www-data",
+        "prometheus",
+        "postgres",
+        "etcd",
+        "nobody",
+    }
     users |= set().union(*(row[4] for row in table))
     users = sorted(user for user in users if host.user(user).exists)
     checked = []

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import PROJECT, run_playbook
 
 TAGS_PAGE = PROJECT / "docs" / "daily-operation.md"
 DOC_TAGS = sorted(set(re.findall(r"--tags ([a-z_]+)", TAGS_PAGE.read_text())))
 
 CONF_DIR = "$(dirname \"$(runuser -u postgres -- psql -XAtc 'SHOW config_file')\")"
+
 
 def _cases(environments) -> dict[str, tuple[str, str]]:
     """tag -> (shell that breaks something the slice owns, shell that exits 0 once it is repaired)."""
@@ -30,7 +30,7 @@ def _cases(environments) -> dict[str, tuple[str, str]]:
         "postgresql_config": (f"echo '# drift' >> {conf}", f"! grep -q '# drift' {conf}"),
         "postgresql_databases": (
             f"runuser -u postgres -- psql -XAtc 'ALTER ROLE {reader} CREATEDB'",
-            f"test \"$(runuser -u postgres -- psql -XAtc \"SELECT rolcreatedb FROM pg_roles"
+            f'test "$(runuser -u postgres -- psql -XAtc "SELECT rolcreatedb FROM pg_roles'
             f" WHERE rolname = '{reader}'\")\" = f",
         ),
         "postgresql_schema": (

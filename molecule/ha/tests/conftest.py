@@ -119,8 +119,9 @@ def member(name: str):
 
 
 def running(name: str) -> bool:
-    out = subprocess.run(["podman", "container", "inspect", "-f", "{{.State.Running}}", name],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["podman", "container", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True
+    )
     return out.stdout.strip() == "true"
 
 
@@ -163,8 +164,7 @@ def leading():
 
 
 def psql(host, sql: str, db: str = "postgres", check: bool = True):
-    command = (f"runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 -d {shlex.quote(db)} "
-               f"-c {shlex.quote(sql)}")
+    command = f"runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 -d {shlex.quote(db)} -c {shlex.quote(sql)}"
     return host.check_output(command) if check else host.run(command)
 
 

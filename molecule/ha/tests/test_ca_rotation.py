@@ -34,8 +34,9 @@ from conftest import (
 )
 from support import certificate_fingerprints, issuer_key_id, role_default
 
-pytestmark = pytest.mark.skipif(not os.environ.get("DW_HA_CA_ROTATION"),
-                                reason="the production-layout CA rotation runs from scripts/ha-figures")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("DW_HA_CA_ROTATION"), reason="the production-layout CA rotation runs from scripts/ha-figures"
+)
 
 TRUST = "/usr/local/share/ca-certificates/dw-platform-ca.crt"
 EDGE_LOAD = "/run/ca-rotation-load"
@@ -45,19 +46,31 @@ DB_LOOP = "/run/ca-rotation-db"
 def _start_db_loop(api, vault, env) -> None:
     """New verify-full connections from ha-api1 to whichever member leads, one after another,
     each counted as ok or failed with its error."""
-    login = psql(leading(), "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname IN "
-                            f"({', '.join(repr(name) for name in env['api_logins'].values())})", env["database"])
-    dsn = (f"host={','.join(MEMBERS)} dbname={env['database']} user={login} sslmode=verify-full"
-           " sslrootcert=/etc/ssl/certs/ca-certificates.crt target_session_attrs=read-write connect_timeout=10")
-    script = (f"cd {DB_LOOP} && while [ ! -e stop ]; do"
-              f" if out=$(psql -X -A -t {shlex.quote(dsn)} -c 'SELECT 1' 2>&1); then echo ok >> results;"
-              " else echo \"failed: $out\" | tr '\\n' ' ' >> results; echo >> results; fi; sleep 0.2; done;"
-              " touch done")
+    login = psql(
+        leading(),
+        "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname IN "
+        f"({', '.join(repr(name) for name in env['api_logins'].values())})",
+        env["database"],
+    )
+    dsn = (
+        f"host={','.join(MEMBERS)} dbname={env['database']} user={login} sslmode=verify-full"
+        " sslrootcert=/etc/ssl/certs/ca-certificates.crt target_session_attrs=read-write connect_timeout=10"
+    )
+    script = (
+        f"cd {DB_LOOP} && while [ ! -e stop ]; do"
+        f" if out=$(psql -X -A -t {shlex.quote(dsn)} -c 'SELECT 1' 2>&1); then echo ok >> results;"
+        " else echo \"failed: $out\" | tr '\\n' ' ' >> results; echo >> results; fi; sleep 0.2; done;"
+        " touch done"
+    )
     api.check_output(f"rm -rf {DB_LOOP} && install -d -m 0700 {DB_LOOP}")
-    api.check_output(f"umask 077; printf '%s' {shlex.quote(vault['vault_postgresql_api_passwords'][env['name']])}"
-                     f" > {DB_LOOP}/password")
-    api.check_output(f"systemd-run --unit=ca-rotation-db --collect -p WorkingDirectory={DB_LOOP}"
-                     f" sh -c {shlex.quote(f'export PGPASSWORD=$(cat {DB_LOOP}/password); ' + script)}")
+    api.check_output(
+        f"umask 077; printf '%s' {shlex.quote(vault['vault_postgresql_api_passwords'][env['name']])}"
+        f" > {DB_LOOP}/password"
+    )
+    api.check_output(
+        f"systemd-run --unit=ca-rotation-db --collect -p WorkingDirectory={DB_LOOP}"
+        f" sh -c {shlex.quote(f'export PGPASSWORD=$(cat {DB_LOOP}/password); ' + script)}"
+    )
 
 
 def _stop_db_loop(api) -> list[str]:
@@ -69,23 +82,30 @@ def _stop_db_loop(api) -> list[str]:
     return api.file(f"{DB_LOOP}/results").content_string.splitlines()
 
 
-def test_the_ca_rotates_under_load_with_no_failed_request_or_connection(client, api, repository, environments,
-                                                                       vault):
-    hosts = {name: member(name) for name in MEMBERS} | {"ha-api1": api, "ha-backup1": repository,
-                                                         "ha-client1": client}
+def test_the_ca_rotates_under_load_with_no_failed_request_or_connection(client, api, repository, environments, vault):
+    hosts = {name: member(name) for name in MEMBERS} | {"ha-api1": api, "ha-backup1": repository, "ha-client1": client}
     old_ca = certificate_fingerprints(api, TRUST)
     assert len(old_ca) == 1
     # Reissued at the switch: the edge's, and each member's etcd certificate.
-    certificates = {"ha-api1": f"{role_default('ingest_edge', 'ingest_edge_tls_dir')}/dw-edge.crt",
-                    **{name: role_default("etcd", "etcd_tls_cert_path") for name in MEMBERS}}
+    certificates = {
+        "ha-api1": f"{role_default('ingest_edge', 'ingest_edge_tls_dir')}/dw-edge.crt",
+        **{name: role_default("etcd", "etcd_tls_cert_path") for name in MEMBERS},
+    }
     assert all(hosts[host].file(path).exists for host, path in certificates.items()), certificates
     old_issuers = {host: issuer_key_id(hosts[host], path) for host, path in certificates.items()}
     symbols = {e["name"]: f"CA{uuid.uuid4().hex[:6].upper()}{e['name'][0].upper()}" for e in environments[:2]}
-    targets = [{"name": e["name"], "url": f"https://ha-api1:{e['edge_port']}/ingest/market-data/",
-                "key": api_key(vault, e["name"]), "symbol": symbols[e["name"]],
-                # The first opens a TLS connection per request (the strict case); the second keeps one.
-                "keepalive": index > 0, "pause": 0.1}
-               for index, e in enumerate(environments[:2])]
+    targets = [
+        {
+            "name": e["name"],
+            "url": f"https://ha-api1:{e['edge_port']}/ingest/market-data/",
+            "key": api_key(vault, e["name"]),
+            "symbol": symbols[e["name"]],
+            # The first opens a TLS connection per request (the strict case); the second keeps one.
+            "keepalive": index > 0,
+            "pause": 0.1,
+        }
+        for index, e in enumerate(environments[:2])
+    ]
     start_load(client, EDGE_LOAD, targets)
     _start_db_loop(api, vault, environments[0])
     steps = {}
@@ -94,19 +114,27 @@ def test_the_ca_rotates_under_load_with_no_failed_request_or_connection(client, 
             started = time.monotonic()
             result = run_playbook("rotate-ca.yml", "-e", f"dw_pki_rotation_step={step}", timeout=1800)
             assert result.returncode == 0, (step, plain_output(result.stdout + result.stderr)[-4000:])
-            steps[step] = {"seconds": round(time.monotonic() - started, 1),
-                           "trusted": {name: certificate_fingerprints(host, TRUST) for name, host in hosts.items()},
-                           "issuers": {host: issuer_key_id(hosts[host], path) for host, path in certificates.items()}}
+            steps[step] = {
+                "seconds": round(time.monotonic() - started, 1),
+                "trusted": {name: certificate_fingerprints(host, TRUST) for name, host in hosts.items()},
+                "issuers": {host: issuer_key_id(hosts[host], path) for host, path in certificates.items()},
+            }
     finally:
         edge = stop_load(client, EDGE_LOAD, timeout=60)
         connections = _stop_db_loop(api)
 
     failed_connections = [line for line in connections if line != "ok"]
-    record({"measurement": "ca_rotation", "steps_seconds": {s: f["seconds"] for s, f in steps.items()},
+    record(
+        {
+            "measurement": "ca_rotation",
+            "steps_seconds": {s: f["seconds"] for s, f in steps.items()},
             "edge_requests": {n: r["sent"] for n, r in edge.items()},
             "edge_failures": {n: len(r["failures"]) for n, r in edge.items()},
             "edge_stale_retries": {n: r["stale_retries"] for n, r in edge.items()},
-            "db_connections": len(connections), "db_failures": len(failed_connections)})
+            "db_connections": len(connections),
+            "db_failures": len(failed_connections),
+        }
+    )
     new_ca = next(fp for fp in steps["trust"]["trusted"]["ha-api1"] if fp not in old_ca)
     for name in hosts:
         assert steps["trust"]["trusted"][name] == sorted([*old_ca, new_ca]), name
@@ -122,8 +150,9 @@ def test_the_ca_rotates_under_load_with_no_failed_request_or_connection(client, 
         stats = edge[env["name"]]
         assert stats["failures"] == [], (env["name"], stats["failures"][:5])
         symbol = symbols[env["name"]]
-        stored = int(psql(leading(), f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'",
-                          env["database"]))
+        stored = int(
+            psql(leading(), f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", env["database"])
+        )
         assert stored == stats["acked"] == stats["sent"], (env["name"], stored, stats)
     # One leader, a synchronous standby, every member streaming on its timeline.
     assert healthy(wait_healthy()), "the cluster is not whole after the rotation"

@@ -14,9 +14,12 @@ def _logins(environments) -> list[str]:
 
 def test_every_api_session_from_the_api_host_is_encrypted(address, environments):
     logins = ", ".join(f"'{login}'" for login in _logins(environments))
-    rows = psql(leading(), "SELECT a.usename || ' ' || s.ssl::int || ' ' || s.version FROM pg_stat_activity a "
-                           f"JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr = '{address['ha-api1']}' "
-                           f"AND a.usename IN ({logins})")
+    rows = psql(
+        leading(),
+        "SELECT a.usename || ' ' || s.ssl::int || ' ' || s.version FROM pg_stat_activity a "
+        f"JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr = '{address['ha-api1']}' "
+        f"AND a.usename IN ({logins})",
+    )
     sessions = rows.splitlines()
     assert sessions, "no API session from ha-api1 on the leader"
     assert all(" 1 TLSv1." in line for line in sessions), sessions

@@ -1,8 +1,9 @@
 """nftables on every managed host, from the inventory: allowed paths work, everyone else is refused.
 
 Each probe is a TCP connect from one of the scenario's containers to another's address, with a
-short timeout, a source's probes at once (support.reached); the ports probed are ones a service really listens on, so a failure is the
-firewall's doing (shown by the same port answering from an allowed host)."""
+short timeout, a source's probes at once (support.reached); the ports probed are ones a service
+really listens on, so a failure is the firewall's doing (shown by the same port answering from an
+allowed host)."""
 
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ from conftest import (
 )
 from support import ca_trust_path, fresh_container, role_default
 
-pytestmark = pytest.mark.skipif(not os.environ.get("DW_HA_REPLICA_HOST_LOSS"),
-                                reason="one member's host loss runs from scripts/ha-figures")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("DW_HA_REPLICA_HOST_LOSS"), reason="one member's host loss runs from scripts/ha-figures"
+)
 
 WORK = "/run/host-loss-load"
 
@@ -49,8 +50,20 @@ def test_a_lost_replica_host_rebuilt_by_a_converge_rejoins_the_cluster(client, e
     lead = leader(view)
     prod = next(e for e in environments if e["name"] == "prod")
     symbol = f"HL{uuid.uuid4().hex[:6].upper()}"
-    start_load(client, WORK, [{"name": "prod", "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
-                               "key": api_key(vault, "prod"), "symbol": symbol, "keepalive": True, "pause": 0.1}])
+    start_load(
+        client,
+        WORK,
+        [
+            {
+                "name": "prod",
+                "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
+                "key": api_key(vault, "prod"),
+                "symbol": symbol,
+                "keepalive": True,
+                "pause": 0.1,
+            }
+        ],
+    )
     try:
         subprocess.run(["podman", "kill", "--signal", "KILL", lost], check=True, capture_output=True)
         subprocess.run(["podman", "rm", "-f", lost], check=True, capture_output=True)
@@ -84,14 +97,27 @@ def test_a_lost_replica_host_rebuilt_by_a_converge_rejoins_the_cluster(client, e
     assert sorted(started) == sorted(m["Member"] for m in view), listed
     # It holds what prod wrote while it was gone.
     stored = wait_for(
-        lambda: int(psql(host, f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", prod["database"]))
-        >= result["acked"] and result["acked"],
+        lambda: (
+            int(psql(host, f"SELECT count(*) FROM staging.market_data WHERE symbol = '{symbol}'", prod["database"]))
+            >= result["acked"]
+            and result["acked"]
+        ),
         60,
         f"{lost} to hold prod's writes",
     )
-    record({"test": "replica_host_loss", "member": lost, "converge_s": round(converged, 1),
-            "fresh_host_to_streaming_s": round(rejoined, 1), "role": state["Role"], "built_by": built.group(1),
-            "sent": result["sent"], "acked": result["acked"], "failed_requests": len(result["failures"])})
+    record(
+        {
+            "test": "replica_host_loss",
+            "member": lost,
+            "converge_s": round(converged, 1),
+            "fresh_host_to_streaming_s": round(rejoined, 1),
+            "role": state["Role"],
+            "built_by": built.group(1),
+            "sent": result["sent"],
+            "acked": result["acked"],
+            "failed_requests": len(result["failures"]),
+        }
+    )
     assert stored
     assert built.group(1) == "pgbackrest", journal[-3000:]
     assert result["failures"] == [], result["failures"][:5]

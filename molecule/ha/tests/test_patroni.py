@@ -48,9 +48,17 @@ def _load_target(environments, vault, symbol: str) -> list[dict]:
     """One writer on ha-client1, through the edge on ha-api1 over HTTPS to the prod API, as the
     data collection team writes; a record every 50 ms."""
     prod = _prod(environments)
-    return [{"name": "prod", "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
-             "key": api_key(vault, "prod"), "symbol": symbol, "keepalive": True,
-             "pause": 0.05, "ack_times": True}]
+    return [
+        {
+            "name": "prod",
+            "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
+            "key": api_key(vault, "prod"),
+            "symbol": symbol,
+            "keepalive": True,
+            "pause": 0.05,
+            "ack_times": True,
+        }
+    ]
 
 
 def _stored_volumes(host, database: str, symbol: str) -> set[int]:
@@ -69,13 +77,16 @@ def test_dcs_is_etcd_over_tls_with_client_certificates():
     health = db.run(
         "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
         "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt "
-        "--cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key endpoint health --cluster")
+        "--cert /etc/etcd/tls/member.crt --key /etc/etcd/tls/member.key endpoint health --cluster"
+    )
     report = health.stdout + health.stderr  # etcdctl writes the health report to stderr
     assert health.rc == 0 and report.count("is healthy") == len(MEMBERS), report
     # Without a client certificate the DCS refuses the client.
-    bare = db.run("ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
-                  "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt "
-                  "--command-timeout=3s get /service --prefix")
+    bare = db.run(
+        "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
+        "--cacert /usr/local/share/ca-certificates/dw-platform-ca.crt "
+        "--command-timeout=3s get /service --prefix"
+    )
     assert bare.rc != 0, bare.stdout
     plain = db.run("ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:2379 --command-timeout=3s get /service --prefix")
     assert plain.rc != 0, plain.stdout
@@ -113,15 +124,18 @@ except Exception as exc:
 def _https(host, url: str, cert: tuple[str, str] | None = None, body: str = "") -> tuple[str, str]:
     cert_file, key_file = cert or ("", "")
     out = host.check_output(
-        f"python3 -c {shlex.quote(_HTTPS)} {shlex.quote(url)} '{cert_file}' '{key_file}' {shlex.quote(body)} {CA}")
+        f"python3 -c {shlex.quote(_HTTPS)} {shlex.quote(url)} '{cert_file}' '{key_file}' {shlex.quote(body)} {CA}"
+    )
     status, _, rest = out.partition(" ")
     return status, rest
 
 
 def _etcdctl(host, cert: tuple[str, str], args: str, user: str = ""):
     login = f"ETCDCTL_USER={user} " if user else ""
-    return host.run(f"{login}ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert {CA} "
-                    f"--cert {cert[0]} --key {cert[1]} --command-timeout=5s {args}")
+    return host.run(
+        f"{login}ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert {CA} "
+        f"--cert {cert[0]} --key {cert[1]} --command-timeout=5s {args}"
+    )
 
 
 @pytest.mark.parametrize("service", sorted(OTHER_CERTIFICATES))
@@ -139,8 +153,9 @@ def test_etcd_refuses_other_certificates_of_the_ca_and_patroni_keeps_working(ser
     status, answer = _https(db, "https://127.0.0.1:2379/v3/kv/range", cert, body)
     assert status != "200", answer
     # Patroni's own login, with its client certificate, reads its namespace; the cluster stays whole.
-    patroni = _etcdctl(db, PATRONI_CLIENT, "get /service/ --prefix --keys-only",
-                       user=f"patroni:{vault['vault_etcd_patroni_password']}")
+    patroni = _etcdctl(
+        db, PATRONI_CLIENT, "get /service/ --prefix --keys-only", user=f"patroni:{vault['vault_etcd_patroni_password']}"
+    )
     assert patroni.rc == 0 and "/service/dw-main/leader" in patroni.stdout, (patroni.stdout, patroni.stderr)
     outside = _etcdctl(db, PATRONI_CLIENT, "put /intruder x", user=f"patroni:{vault['vault_etcd_patroni_password']}")
     assert outside.rc != 0 and "permission denied" in outside.stderr, (outside.stdout, outside.stderr)
@@ -173,8 +188,9 @@ def test_rest_api_requires_a_client_certificate_of_the_ca():
 def test_replication_between_members_is_tls(environments):
     view = wait_healthy()
     lead = member(leader(view))
-    rows = psql(lead, "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_replication r "
-                      "JOIN pg_stat_ssl s USING (pid)")
+    rows = psql(
+        lead, "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)"
+    )
     assert rows == f"{len(MEMBERS) - 1}|{len(MEMBERS) - 1}", rows
 
 
@@ -182,20 +198,36 @@ def test_api_writes_reach_every_member_and_replicas_refuse_writes(api, environme
     view = wait_healthy()
     symbol = f"HA{uuid.uuid4().hex[:6].upper()}"
     for env in environments:
-        body = json.dumps({"symbol": symbol, "ts": "2026-01-02T03:04:05Z", "open": "1.5", "high": "2",
-                           "low": "1", "close": "1.75", "volume": 7, "vwap": "1.6"})
+        body = json.dumps(
+            {
+                "symbol": symbol,
+                "ts": "2026-01-02T03:04:05Z",
+                "open": "1.5",
+                "high": "2",
+                "low": "1",
+                "close": "1.75",
+                "volume": 7,
+                "vwap": "1.6",
+            }
+        )
         key = api_key(vault, env["name"])
         out = api.check_output(
             f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -H 'X-API-Key: {key}' "
-            f"--data '{body}' http://127.0.0.1:{env['api_port']}/ingest/market-data/")
+            f"--data '{body}' http://127.0.0.1:{env['api_port']}/ingest/market-data/"
+        )
         assert out == "200", (env["name"], out)
     for name in MEMBERS:
         for env in environments:
-            wait_for(lambda n=name, e=env: _stored_volumes(member(n), e["database"], symbol) == {7}, 30,
-                     f"{env['database']} on {name} to hold the record")
+            wait_for(
+                lambda n=name, e=env: _stored_volumes(member(n), e["database"], symbol) == {7},
+                30,
+                f"{env['database']} on {name} to hold the record",
+            )
     replica = next(m["Member"] for m in view if m["Role"] != "Leader")
-    insert = ("INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
-              f"VALUES ('{symbol}', now(), 1, 1, 1, 1, 1, 1)")
+    insert = (
+        "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
+        f"VALUES ('{symbol}', now(), 1, 1, 1, 1, 1, 1)"
+    )
     refused = psql(member(replica), insert, _prod(environments)["database"], check=False)
     assert refused.rc != 0 and "read-only transaction" in refused.stderr, refused.stderr
 
@@ -237,11 +269,16 @@ def _failover_once(client, environments, vault) -> dict:
     view = wait_healthy(timeout=240)
     rejoined = time.monotonic() - restarted_at
     measurement = {
-        "test": "failover", "old_leader": old, "new_leader": new,
+        "test": "failover",
+        "old_leader": old,
+        "new_leader": new,
         "promoted_s": round(promoted_at - killed_at, 1),
         "write_outage_s": round(outage, 2),
-        "sent": result["sent"], "acked": len(acked), "lost": len(lost),
-        "failed_requests": len(result["failures"]), "worst_latency_s": round(result["max_latency"], 2),
+        "sent": result["sent"],
+        "acked": len(acked),
+        "lost": len(lost),
+        "failed_requests": len(result["failures"]),
+        "worst_latency_s": round(result["max_latency"], 2),
         "old_leader_rejoined_s": round(rejoined, 1),
         "old_leader_role": next(m["Role"] for m in view if m["Member"] == old),
         "failures": result["failures"][:5],
@@ -256,8 +293,9 @@ def _failover_once(client, environments, vault) -> dict:
     # alert still firing from an earlier switchover is resent with it within Prometheus' resend delay).
     summary_end = f"now on timeline {next(m['TL'] for m in view if m['Member'] == new)}"
     wait_for(
-        lambda: [a for a in alertmanager_alerts("DwPatroniFailover")
-                 if a["annotations"]["summary"].endswith(summary_end)],
+        lambda: [
+            a for a in alertmanager_alerts("DwPatroniFailover") if a["annotations"]["summary"].endswith(summary_end)
+        ],
         90,
         f"DwPatroniFailover ({summary_end}) in Alertmanager",
     )
@@ -266,8 +304,7 @@ def _failover_once(client, environments, vault) -> dict:
 
 def test_unplanned_failover_fails_no_request_and_loses_no_acknowledged_write(client, environments, vault):
     runs = [_failover_once(client, environments, vault) for _ in range(FAILOVER_RUNS)]
-    _summary("failover", runs, ["write_outage_s", "promoted_s", "lost", "failed_requests",
-                                "old_leader_rejoined_s"])
+    _summary("failover", runs, ["write_outage_s", "promoted_s", "lost", "failed_requests", "old_leader_rejoined_s"])
 
 
 def _switchover_once(client, environments, vault) -> dict:
@@ -287,9 +324,15 @@ def _switchover_once(client, environments, vault) -> dict:
     acked = {n for n, _ in result["ack_times"]}
     stored = _stored_volumes(member(new), _prod(environments)["database"], symbol)
     measurement = {
-        "test": "switchover", "old_leader": old, "new_leader": new, "playbook_s": round(took, 1),
-        "sent": result["sent"], "acked": len(acked), "failed_requests": len(result["failures"]),
-        "worst_latency_s": round(result["max_latency"], 2), "lost": len(acked - stored),
+        "test": "switchover",
+        "old_leader": old,
+        "new_leader": new,
+        "playbook_s": round(took, 1),
+        "sent": result["sent"],
+        "acked": len(acked),
+        "failed_requests": len(result["failures"]),
+        "worst_latency_s": round(result["max_latency"], 2),
+        "lost": len(acked - stored),
         "failures": result["failures"][:5],
     }
     record(measurement)
@@ -400,8 +443,14 @@ def test_rolling_restart_restarts_every_member_leader_last_and_fails_no_request(
     result = stop_load(client, WORK, timeout=60)["prod"]
     view = wait_healthy()
     restarted = {name: psql(member(name), "SELECT pg_postmaster_start_time()") for name in MEMBERS}
-    record({"test": "rolling restart", "sent": result["sent"], "failed_requests": len(result["failures"]),
-            "worst_latency_s": round(result["max_latency"], 2)})
+    record(
+        {
+            "test": "rolling restart",
+            "sent": result["sent"],
+            "failed_requests": len(result["failures"]),
+            "worst_latency_s": round(result["max_latency"], 2),
+        }
+    )
     assert all(restarted[name] != started[name] for name in MEMBERS), (started, restarted)
     new = leader(view)
     assert new not in (None, old), view

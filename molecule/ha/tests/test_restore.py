@@ -148,8 +148,20 @@ DEV_LOAD = "/run/recover-dev-load"
 
 def _dev_burst(api, env: dict, vault, symbol: str) -> None:
     """Two seconds of dev writes through its API on the API host; every one acknowledged."""
-    burst(api, DEV_LOAD, [{"name": "dev", "url": f"http://127.0.0.1:{env['api_port']}/ingest/market-data/",
-                           "key": api_key(vault, "dev"), "symbol": symbol, "keepalive": False, "pause": 0.02}])
+    burst(
+        api,
+        DEV_LOAD,
+        [
+            {
+                "name": "dev",
+                "url": f"http://127.0.0.1:{env['api_port']}/ingest/market-data/",
+                "key": api_key(vault, "dev"),
+                "symbol": symbol,
+                "keepalive": False,
+                "pause": 0.02,
+            }
+        ],
+    )
 
 
 def test_recover_dev_on_the_patroni_cluster_while_prod_writes_through_the_edge(api, client, environments, vault):
@@ -157,15 +169,28 @@ def test_recover_dev_on_the_patroni_cluster_while_prod_writes_through_the_edge(a
     dev, prod = by_name["dev"], by_name["prod"]
     lead = member(leader(wait_healthy()))
     prod_symbol = f"RECOVER.P{uuid.uuid4().hex[:6].upper()}"
-    start_load(client, PROD_LOAD, [{"name": "prod", "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
-                                    "key": api_key(vault, "prod"), "symbol": prod_symbol, "keepalive": True,
-                                    "pause": 0.05}])
+    start_load(
+        client,
+        PROD_LOAD,
+        [
+            {
+                "name": "prod",
+                "url": f"https://ha-api1:{prod['edge_port']}/ingest/market-data/",
+                "key": api_key(vault, "prod"),
+                "symbol": prod_symbol,
+                "keepalive": True,
+                "pause": 0.05,
+            }
+        ],
+    )
     try:
         _dev_burst(api, dev, vault, "RECOVER.DEV")
         # T falls between two equal fingerprints: no dev commit around it (the simulator may write).
         for _ in range(5):
             dev_at_t = psql(lead, FINGERPRINT, dev["database"])
-            target = psql(lead, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+            target = psql(
+                lead, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+            )
             if psql(lead, FINGERPRINT, dev["database"]) == dev_at_t:
                 break
         else:
@@ -191,8 +216,11 @@ def test_recover_dev_on_the_patroni_cluster_while_prod_writes_through_the_edge(a
     # of the writes after it.
     for name in MEMBERS:
         host = member(name)
-        wait_for(lambda h=host: psql(h, f"{FINGERPRINT} WHERE ingested_at <= '{target}'", dev["database"]) == dev_at_t,
-                 60, f"{name} to hold dev's rows as of T")
+        wait_for(
+            lambda h=host: psql(h, f"{FINGERPRINT} WHERE ingested_at <= '{target}'", dev["database"]) == dev_at_t,
+            60,
+            f"{name} to hold dev's rows as of T",
+        )
         late = psql(host, f"SELECT count(*) FROM {TABLE} WHERE symbol = 'RECOVER.LATE'", dev["database"])
         assert late == "0", (name, late)
     # Prod: every request through the edge acknowledged and stored, on the leader.
@@ -200,7 +228,14 @@ def test_recover_dev_on_the_patroni_cluster_while_prod_writes_through_the_edge(a
     assert prod_result["acked"] == prod_result["sent"] > 100, prod_result
     stored = psql(lead, f"SELECT count(*) FROM {TABLE} WHERE symbol = '{prod_symbol}'", prod["database"])
     assert int(stored) == prod_result["acked"], (stored, prod_result)
-    record({"test": "recover_environment", "playbook_s": round(took, 1), "prod_sent": prod_result["sent"],
-            "prod_failed": len(prod_result["failures"]), "report": report})
+    record(
+        {
+            "test": "recover_environment",
+            "playbook_s": round(took, 1),
+            "prod_sent": prod_result["sent"],
+            "prod_failed": len(prod_result["failures"]),
+            "report": report,
+        }
+    )
     # Dev's API writes again.
     _dev_burst(api, dev, vault, "RECOVER.AFTER")

@@ -9,8 +9,10 @@ import shlex
 
 from conftest import SERVERS, leading, member, psql, run_playbook
 
-SSH = ("ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-       "-o ConnectTimeout=5 -o LogLevel=ERROR")
+SSH = (
+    "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+    "-o ConnectTimeout=5 -o LogLevel=ERROR"
+)
 
 
 def _ssh_as_dana(client, target: str, *options: str):
@@ -24,8 +26,9 @@ def test_a_member_logs_in_with_the_key(client):
 
 
 def test_password_and_root_logins_are_refused(client, api):
-    password = client.run(f"{SSH} -o PreferredAuthentications=password,keyboard-interactive "
-                           "-o PubkeyAuthentication=no dana@ha-api1 true")
+    password = client.run(
+        f"{SSH} -o PreferredAuthentications=password,keyboard-interactive -o PubkeyAuthentication=no dana@ha-api1 true"
+    )
     assert password.rc == 255 and "Permission denied (publickey)" in password.stderr, password.stderr
     root = client.run(f"{SSH} -i /root/.ssh/dana_ed25519 root@ha-api1 true")
     assert root.rc == 255
@@ -51,11 +54,15 @@ def test_peoples_database_roles_stay_read_only(vault, environments):
     password = vault["vault_postgresql_people_passwords"]["dw_alex"]
     env = environments[1]
     lead = leading()
-    base = (f"PGPASSWORD={shlex.quote(password)} psql -X -A -t -h 127.0.0.1 -U dw_alex -d {env['database']} -c ")
+    base = f"PGPASSWORD={shlex.quote(password)} psql -X -A -t -h 127.0.0.1 -U dw_alex -d {env['database']} -c "
     assert lead.run(base + shlex.quote("SELECT count(*) >= 0 FROM staging.market_data")).stdout.strip() == "t"
-    insert = lead.run(base + shlex.quote(
-        "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
-        "VALUES ('RO', now(), 1, 1, 1, 1, 1, 1)"))
+    insert = lead.run(
+        base
+        + shlex.quote(
+            "INSERT INTO staging.market_data (symbol, ts, open, high, low, close, volume, vwap) "
+            "VALUES ('RO', now(), 1, 1, 1, 1, 1, 1)"
+        )
+    )
     assert insert.rc != 0 and "permission denied" in insert.stderr, insert.stderr
     assert psql(lead, "SELECT count(*) FROM staging.market_data WHERE symbol = 'RO'", env["database"]) == "0"
 

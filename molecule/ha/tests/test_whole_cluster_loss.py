@@ -47,8 +47,10 @@ WORK = "/run/cluster-loss-load"
 
 def _answers(client, env: dict, key: str, symbol: str) -> bool:
     """One record through the edge, as the data collection team sends it: True on a 200."""
-    body = (f'{{"symbol":"{symbol}","ts":"2026-01-02T03:04:05Z","open":"1","high":"1","low":"1",'
-            f'"close":"1","volume":1,"vwap":"1"}}')
+    body = (
+        f'{{"symbol":"{symbol}","ts":"2026-01-02T03:04:05Z","open":"1","high":"1","low":"1",'
+        f'"close":"1","volume":1,"vwap":"1"}}'
+    )
     result = client.run(
         f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' "
         f"-H {shlex.quote('X-API-Key: ' + key)} --data-binary {shlex.quote(body)} "
@@ -63,11 +65,22 @@ def test_every_database_host_lost_is_restored_from_the_repository_by_a_converge(
     before = wait_healthy()
     system_id = psql(member(leader(before)), "SELECT system_identifier FROM pg_control_system()")
     symbol = f"CL{uuid.uuid4().hex[:6].upper()}"
-    start_load(client, WORK, [
-        {"name": e["name"], "url": f"https://ha-api1:{e['edge_port']}/ingest/market-data/",
-         "key": api_key(vault, e["name"]), "symbol": symbol, "keepalive": True, "pause": 0.1, "ack_times": True}
-        for e in environments
-    ])
+    start_load(
+        client,
+        WORK,
+        [
+            {
+                "name": e["name"],
+                "url": f"https://ha-api1:{e['edge_port']}/ingest/market-data/",
+                "key": api_key(vault, e["name"]),
+                "symbol": symbol,
+                "keepalive": True,
+                "pause": 0.1,
+                "ack_times": True,
+            }
+            for e in environments
+        ],
+    )
     # Several archive_timeout switches: the older records are in the repository.
     time.sleep(2 * ARCHIVE_TIMEOUT + 10)
 
@@ -89,8 +102,11 @@ def test_every_database_host_lost_is_restored_from_the_repository_by_a_converge(
     # A symbol of its own: the load's symbol counts what survived, by volume.
     probe = f"CP{uuid.uuid4().hex[:6].upper()}"
     for env in environments:
-        wait_for(lambda e=env: _answers(client, e, api_key(vault, e["name"]), probe), 120,
-                 f"{env['name']} to answer through the edge")
+        wait_for(
+            lambda e=env: _answers(client, e, api_key(vault, e["name"]), probe),
+            120,
+            f"{env['name']} to answer through the edge",
+        )
     answering = time.monotonic() - fresh_at
 
     after = wait_healthy(timeout=240)
@@ -103,8 +119,10 @@ def test_every_database_host_lost_is_restored_from_the_repository_by_a_converge(
     built = {}
     for name in MEMBERS:
         if name != leader(after):
-            found = re.search(r"replica has been created using (\w+)",
-                              member(name).check_output("journalctl --no-pager -o cat -u patroni"))
+            found = re.search(
+                r"replica has been created using (\w+)",
+                member(name).check_output("journalctl --no-pager -o cat -u patroni"),
+            )
             built[name] = found.group(1) if found else None
     # Archiving reaches the repository from the new timeline.
     assert repository.run(f"{PGBACKREST} check").rc == 0
@@ -112,14 +130,30 @@ def test_every_database_host_lost_is_restored_from_the_repository_by_a_converge(
     report = {}
     for env in environments:
         acked = dict(result[env["name"]]["ack_times"])
-        stored = {int(v) for v in psql(lead, f"SELECT volume FROM staging.market_data WHERE symbol = '{symbol}'",
-                                       env["database"]).split()}
+        stored = {
+            int(v)
+            for v in psql(
+                lead, f"SELECT volume FROM staging.market_data WHERE symbol = '{symbol}'", env["database"]
+            ).split()
+        }
         lost = sorted(set(acked) - stored)
         oldest_lost_age = killed_at - acked[lost[0]] if lost else 0.0
-        report[env["name"]] = {"acked": len(acked), "stored": len(stored & set(acked)), "lost": len(lost),
-                               "oldest_lost_s": round(oldest_lost_age, 1)}
-    record({"test": "cluster_loss", "archive_timeout_s": ARCHIVE_TIMEOUT, "converge_s": round(converged, 1),
-            "fresh_hosts_to_apis_answering_s": round(answering, 1), "replicas_built_by": built, "environments": report})
+        report[env["name"]] = {
+            "acked": len(acked),
+            "stored": len(stored & set(acked)),
+            "lost": len(lost),
+            "oldest_lost_s": round(oldest_lost_age, 1),
+        }
+    record(
+        {
+            "test": "cluster_loss",
+            "archive_timeout_s": ARCHIVE_TIMEOUT,
+            "converge_s": round(converged, 1),
+            "fresh_hosts_to_apis_answering_s": round(answering, 1),
+            "replicas_built_by": built,
+            "environments": report,
+        }
+    )
     for name, figures in report.items():
         assert figures["acked"] > 100, (name, figures)
         # What was acknowledged before the last archive_timeout (and the push) survived, and some did.

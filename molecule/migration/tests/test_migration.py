@@ -164,15 +164,26 @@ def test_a_rerun_after_the_cutover_changes_nothing_and_says_so():
     ("source", "extra", "error"),
     [
         # The default checks the chain: a bundle without the old server's CA is refused...
-        ("host=mig-legacy", ["-e", "migration_source_ca_file=/etc/ssl/certs/ssl-cert-snakeoil.pem"],
-         "certificate verify failed"),
+        (
+            "host=mig-legacy",
+            ["-e", "migration_source_ca_file=/etc/ssl/certs/ssl-cert-snakeoil.pem"],
+            "certificate verify failed",
+        ),
         # ...and the name: its address is not the name its certificate carries.
         ("host=10.89.43.11", [], "does not match host name"),
     ],
 )
 def test_the_source_certificate_is_verified_by_default(host, source, extra, error):
-    result = run_playbook("migrate.yml", "-e", f"migrate_source='{source}'", "-e", "migrate_step=prepare",
-                          "-e", "migration_state_dir=/tmp/migration-probe", *extra)
+    result = run_playbook(
+        "migrate.yml",
+        "-e",
+        f"migrate_source='{source}'",
+        "-e",
+        "migrate_step=prepare",
+        "-e",
+        "migration_state_dir=/tmp/migration-probe",
+        *extra,
+    )
     host.run("rm -rf /tmp/migration-probe")
     output = plain_output(result.stdout + result.stderr)
     assert result.returncode != 0
