@@ -151,7 +151,7 @@ def run_playbook(
         "ANSIBLE_HOST_KEY_CHECKING": "False",
         # A connection refused or reset (a host just recreated or restarted) is tried again.
         "ANSIBLE_SSH_RETRIES": "3",
-        # As .config/molecule/config.yml: Mitogen's bootstrap on a fresh, loaded host outlasts 10 s.
+        # As .config/molecule/config.yml: Mitogen's bootstrap on a fresh host of a loaded machine.
         "ANSIBLE_TIMEOUT": "30",
     }
     return subprocess.run(
