@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -127,6 +128,20 @@ def plain_output(output: str) -> str:
     """ansible-playbook's output without colours (molecule forces them) and with its line wrapping
     undone (the YAML callback wraps long messages): what a test searches for a message."""
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", output).split())
+
+
+def market_record(symbol: str, ts: str | None = None, **fields: object) -> dict:
+    """One valid OHLCV+VWAP record, as the API takes it: at ts (now by default), fields overriding."""
+    return {
+        "symbol": symbol,
+        "ts": ts or datetime.now(UTC).isoformat(),
+        "open": "101.25",
+        "high": "102.5",
+        "low": "100.75",
+        "close": "101.9",
+        "volume": 1200,
+        "vwap": "101.6",
+    } | fields
 
 
 def api_key(vault: dict, environment: str) -> str:

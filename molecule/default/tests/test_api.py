@@ -7,22 +7,9 @@ import json
 import shlex
 import time
 import uuid
-from datetime import UTC, datetime
 
 from conftest import PROJECT, api_key, wait_for
-
-
-def _record(symbol: str) -> dict:
-    return {
-        "symbol": symbol,
-        "ts": datetime.now(UTC).isoformat(),
-        "open": "101.25",
-        "high": "102.5",
-        "low": "100.75",
-        "close": "101.9",
-        "volume": 1200,
-        "vwap": "101.6",
-    }
+from support import market_record
 
 
 def _post(host, port: int, body: str, api_key: str | None):
@@ -68,7 +55,7 @@ def test_env_files_are_roots_alone(host, environments):
 def test_record_lands_in_its_own_environment_only(host, psql, environments, vault):
     for env in environments:
         symbol = "E" + uuid.uuid4().hex[:6].upper()
-        status, payload = _post(host, env.api_port, json.dumps(_record(symbol)), api_key(vault, env.name))
+        status, payload = _post(host, env.api_port, json.dumps(market_record(symbol)), api_key(vault, env.name))
         assert status == 200, payload
         assert json.loads(payload) == {"status": "success"}
         for other in environments:
@@ -78,14 +65,14 @@ def test_record_lands_in_its_own_environment_only(host, psql, environments, vaul
 
 def test_ingest_requires_the_api_key(host, environments):
     env = environments[0]
-    status, _ = _post(host, env.api_port, json.dumps(_record("NOKEY")), None)
+    status, _ = _post(host, env.api_port, json.dumps(market_record("NOKEY")), None)
     assert status == 401
 
 
 def test_bad_record_gets_422_and_adds_no_row(host, psql, environments, vault):
     env = environments[1]
     symbol = "B" + uuid.uuid4().hex[:6].upper()
-    bad = _record(symbol) | {"low": "105"}  # low above open/close/high
+    bad = market_record(symbol) | {"low": "105"}  # low above open/close/high
     status, payload = _post(host, env.api_port, json.dumps(bad), api_key(vault, env.name))
     assert status == 422
     assert any("low" in map(str, err["loc"]) for err in json.loads(payload)["detail"])
@@ -157,13 +144,13 @@ def test_dw_status_counts_client_requests_since_a_restart_a_first_5xx_included(h
     assert calendar.timegm(time.strptime(fresh["since"], "%Y-%m-%dT%H:%M:%SZ")) >= restarted_at - 1, fresh
 
     key = api_key(vault, env.name)
-    assert _post(host, env.api_port, json.dumps(_record("DWS" + uuid.uuid4().hex[:4].upper())), key)[0] == 200
-    assert _post(host, env.api_port, json.dumps(_record("DWSBAD") | {"low": "105"}), key)[0] == 422
+    assert _post(host, env.api_port, json.dumps(market_record("DWS" + uuid.uuid4().hex[:4].upper())), key)[0] == 200
+    assert _post(host, env.api_port, json.dumps(market_record("DWSBAD") | {"low": "105"}), key)[0] == 422
     # A fault the service does not expect (its table gone) answers the JSON 500: the first 5xx of
     # this process, which increase() over Prometheus' series would not show.
     psql.value("ALTER TABLE staging.market_data RENAME TO market_data_aside", env.database)
     try:
-        status, payload = _post(host, env.api_port, json.dumps(_record("DWS5XX")), key)
+        status, payload = _post(host, env.api_port, json.dumps(market_record("DWS5XX")), key)
     finally:
         psql.value("ALTER TABLE staging.market_data_aside RENAME TO market_data", env.database)
     assert status == 500, payload

@@ -7,24 +7,9 @@ import re
 import shlex
 import time
 import uuid
-from datetime import UTC, datetime
 
 from conftest import api_key, leading, psql, start_load, stop_load
-
-
-def _record(symbol: str) -> str:
-    return json.dumps(
-        {
-            "symbol": symbol,
-            "ts": datetime.now(UTC).isoformat(),
-            "open": "101.25",
-            "high": "102.5",
-            "low": "100.75",
-            "close": "101.9",
-            "volume": 1200,
-            "vwap": "101.6",
-        }
-    )
+from support import market_record
 
 
 def _curl(client, url: str, *options: str):
@@ -41,7 +26,7 @@ def test_https_post_from_the_client_lands_in_its_own_database(client, environmen
             "-X POST",
             "-H 'Content-Type: application/json'",
             f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env['name']))}",
-            f"--data-binary {shlex.quote(_record(symbol))}",
+            f"--data-binary {shlex.quote(json.dumps(market_record(symbol)))}",
         )
         assert result.rc == 0, result.stderr
         assert json.loads(result.stdout) == {"status": "success"}
@@ -58,7 +43,7 @@ def test_the_edge_requires_the_api_key(client, environments):
         "-o /dev/null -w '%{http_code}'",
         "-X POST",
         "-H 'Content-Type: application/json'",
-        f"--data-binary {shlex.quote(_record('NOKEY'))}",
+        f"--data-binary {shlex.quote(json.dumps(market_record('NOKEY')))}",
     )
     assert result.stdout == "401"
 
@@ -110,7 +95,7 @@ def test_the_request_id_travels_through_and_the_client_address_is_logged(client,
         "-H 'Content-Type: application/json'",
         f"-H 'X-Request-ID: {request_id}'",
         f"-H {shlex.quote('X-API-Key: ' + api_key(vault, env['name']))}",
-        f"--data-binary {shlex.quote(_record('RID'))}",
+        f"--data-binary {shlex.quote(json.dumps(market_record('RID')))}",
     )
     assert f"x-request-id: {request_id}" in result.stdout.lower()
     journal = api.check_output(f"journalctl --no-pager -o cat -u {env['unit']} -n 200")

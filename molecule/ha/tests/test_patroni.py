@@ -34,6 +34,7 @@ from conftest import (
     wait_for,
     wait_healthy,
 )
+from support import market_record
 
 WORK = "/run/ha-load"
 FAILOVER_RUNS = int(os.environ.get("DW_HA_FAILOVER_RUNS", "1"))
@@ -198,18 +199,7 @@ def test_api_writes_reach_every_member_and_replicas_refuse_writes(api, environme
     view = wait_healthy()
     symbol = f"HA{uuid.uuid4().hex[:6].upper()}"
     for env in environments:
-        body = json.dumps(
-            {
-                "symbol": symbol,
-                "ts": "2026-01-02T03:04:05Z",
-                "open": "1.5",
-                "high": "2",
-                "low": "1",
-                "close": "1.75",
-                "volume": 7,
-                "vwap": "1.6",
-            }
-        )
+        body = json.dumps(market_record(symbol, "2026-01-02T03:04:05Z", volume=7))
         key = api_key(vault, env["name"])
         out = api.check_output(
             f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -H 'X-API-Key: {key}' "

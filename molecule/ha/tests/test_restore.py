@@ -28,7 +28,7 @@ from conftest import (
     wait_for,
     wait_healthy,
 )
-from support import burst
+from support import burst, market_record
 
 DATABASE = "cosc471_test"
 
@@ -112,18 +112,7 @@ def test_point_in_time_restore_of_the_cluster(api, repository, environments, vau
     # The APIs are back and write to the new leader.
     prod = next(env for env in environments if env["name"] == "prod")
     written = f"API{uuid.uuid4().hex[:6].upper()}"
-    body = json.dumps(
-        {
-            "symbol": written,
-            "ts": "2026-01-02T03:04:05Z",
-            "open": "1.5",
-            "high": "2",
-            "low": "1",
-            "close": "1.75",
-            "volume": 7,
-            "vwap": "1.6",
-        }
-    )
+    body = json.dumps(market_record(written, "2026-01-02T03:04:05Z", volume=7))
     status = api.check_output(
         f"curl -sS -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' "
         f"-H 'X-API-Key: {api_key(vault, 'prod')}' "
