@@ -345,9 +345,16 @@ def test_broken_repository_alerts_and_recovers(host, webhook):
     with unwritable(host, backup_dir):
         assert host.run(f"systemctl start {BACKUP_UNIT}").rc != 0, "the backup should fail on an unwritable repository"
         failed_at = _unit_exit_time(host, BACKUP_UNIT)
-        # The hook logged one line naming the unit.
-        journal = host.check_output("journalctl -q -o cat -t dw-unit-failed --since -2min")
-        assert f"{BACKUP_UNIT} failed: result=exit-code" in journal
+        # The hook logged one line naming the unit. systemd starts the OnFailure= hook after the
+        # unit has failed, so `systemctl start` may return before the line is in the journal.
+        wait_for(
+            lambda: (
+                f"{BACKUP_UNIT} failed: result=exit-code"
+                in host.check_output("journalctl -q -o cat -t dw-unit-failed --since -2min")
+            ),
+            30,
+            "the failure hook's journal line",
+        )
 
         def prometheus_alert():
             alerts = get_json(host, f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
